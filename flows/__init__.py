@@ -1,0 +1,1 @@
+"""The Prefect flow and the `llm-trainer` command line."""

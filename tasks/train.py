@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NONE
+
+from tasks.common import retry_transient
+from tasks.validate import DatasetSnapshot
+from trainer import tracking
+from trainer.assets import ModelAssets
+from trainer.settings import Settings
+from trainer.training import TrainResult, train
+
+
+# A retry continues from the latest valid checkpoint in this flow run's output folder (the
+# trainer looks there first), so a crash costs at most save_every_n_iterations steps.
+@task(name="train", retries=2, retry_delay_seconds=[10, 60], retry_condition_fn=retry_transient, cache_policy=NONE)
+def train_adapter(settings: Settings, dataset: DatasetSnapshot, assets: ModelAssets) -> TrainResult:
+    logger = get_run_logger()
+    sink = tracking.metrics_sink(dataset.run_id) if settings.enable_metrics else None
+    result = train(
+        settings,
+        base_model_dir=Path(assets.base_model_dir),
+        train_examples=dataset.train_examples,
+        output_dir=Path(dataset.output_dir),
+        resume_from=Path(assets.resume_checkpoint) if assets.resume_checkpoint else None,
+        warm_start_adapter=Path(assets.warm_start_adapter) if assets.warm_start_adapter else None,
+        metrics_sink=sink,
+    )
+    tracking.set_tags(dataset.run_id, {
+        "device": result.runtime["device"], "compute_dtype": result.runtime["compute_dtype"],
+        "quantization": result.runtime["quantization"], "resumed_from": result.resumed_from or "",
+    })
+    tracking.log_metrics(dataset.run_id, {
+        "final_train_loss": result.train_loss, "train_seconds": result.seconds, "train_examples": result.train_examples,
+        "rows_too_long": result.rows_too_long, "trainable_parameters": result.trainable_parameters,
+    }, step=result.global_step)
+    logger.info("Trained %d steps in %.1fs on %s: mean train loss %.4f; adapter in %s",
+                result.global_step, result.seconds, result.runtime["device"], result.train_loss, result.adapter_dir)
+    return result

@@ -1,0 +1,67 @@
+"""Test set-up: every test session gets its own state folder, offline and quiet.
+
+The environment is set here, at import, before any test module imports prefect or mlflow: both
+read their settings once at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+_SESSION_HOME = Path(tempfile.mkdtemp(prefix="llm-trainer-tests-"))
+os.environ["LLM_TRAINER_HOME"] = str(_SESSION_HOME / "state")
+os.environ["PREFECT_HOME"] = str(_SESSION_HOME / "prefect")
+for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "PREFECT_API_URL"):
+    os.environ.pop(key, None)
+os.environ.update(
+    HF_HUB_OFFLINE="1",
+    HF_DATASETS_OFFLINE="1",
+    DO_NOT_TRACK="true",
+    MLFLOW_DISABLE_TELEMETRY="true",
+    GX_ANALYTICS_ENABLED="False",
+    PREFECT_SERVER_ANALYTICS_ENABLED="false",
+    MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
+    TOKENIZERS_PARALLELISM="false",
+)
+Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO_DATA = REPO / "examples" / "data" / "customer-support" / "chat"
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir() -> Path:
+    from trainer.tiny import ensure_tiny_model
+
+    return ensure_tiny_model()
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tiny_model_dir):
+    from trainer.model import load_tokenizer
+
+    return load_tokenizer(tiny_model_dir)
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield
+
+
+def write_jsonl(path: Path, records: list) -> Path:
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def chat(user: str, assistant: str) -> dict:
+    return {"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]}

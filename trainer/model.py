@@ -1,0 +1,134 @@
+"""Loading the base model (quantized or not) and wrapping it in a LoRA adapter.
+
+The only module that sets up bitsandbytes and peft. On CUDA it is the usual QLoRA path (NF4 with
+double quantization and bf16 compute, or LLM.int8); on the CPU bitsandbytes also runs, in fp32
+compute, which is how the tests and the demo exercise the real quantized path without a GPU.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger("llm_trainer.model")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What actually ran: the device, compute dtype and quantization, for logs and MLflow tags."""
+
+    device: str
+    compute_dtype: str
+    quantization: str
+
+    def describe(self) -> str:
+        return f"device={self.device} compute_dtype={self.compute_dtype} quantization={self.quantization}"
+
+
+def pick_runtime(quantization_bits: int | None) -> Runtime:
+    import torch
+
+    if torch.cuda.is_available():
+        dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+        device = f"cuda ({torch.cuda.get_device_name(0)})"
+    else:
+        # bf16 matmuls on most CPUs are emulated and slower than fp32; fp32 is also exact to test.
+        dtype, device = "float32", "cpu"
+    quantization = {4: "nf4+double-quant (bitsandbytes)", 8: "int8 (bitsandbytes LLM.int8)", None: "none"}[quantization_bits]
+    return Runtime(device=device, compute_dtype=dtype, quantization=quantization)
+
+
+def load_tokenizer(path: Path, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    if tokenizer.pad_token is None:
+        # Padding positions are masked out of the loss, so reusing eos is safe.
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def _disable_cpu_bf16_inference_kernel(model) -> int:
+    """Keep bitsandbytes' 4-bit layers on the trainable path on the CPU.
+
+    On CPUs with AVX512-BF16, a `Linear4bit` switches to an inference-only kernel after any no-grad
+    forward (an eval), and later backward passes then give the LoRA weights no gradient, silently.
+    """
+    count = 0
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+            count += 1
+    return count
+
+
+def load_base_model(path: Path, quantization_bits: int | None, runtime: Runtime, trust_remote_code: bool = False):
+    import torch
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # one bar per weight file is noise in pipeline logs
+    dtype = getattr(torch, runtime.compute_dtype)
+    kwargs: dict = {"dtype": dtype, "trust_remote_code": trust_remote_code, "use_safetensors": True}
+    if quantization_bits == 4:
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=dtype,
+        )
+    elif quantization_bits == 8:
+        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
+    if quantization_bits is not None:
+        kwargs["device_map"] = {"": 0} if runtime.device.startswith("cuda") else {"": "cpu"}
+    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    if quantization_bits is None and runtime.device.startswith("cuda"):
+        model = model.to("cuda")
+    return model
+
+
+def attach_lora(model, *, rank: int, alpha: int, dropout: float, target_modules: list[str] | str, seed: int, gradient_checkpointing: bool):
+    """Wrap `model` in a fresh LoRA adapter. The seed is set here, right before the adapter is
+    created, so the same seed always gives the same initial LoRA weights."""
+    import torch
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from transformers import set_seed
+
+    if getattr(model, "is_quantized", False):
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+    elif gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        model.enable_input_require_grads()
+    set_seed(seed)
+    config = LoraConfig(
+        r=rank,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=target_modules,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    model = get_peft_model(model, config)
+    if not torch.cuda.is_available():
+        _disable_cpu_bf16_inference_kernel(model)
+    return model
+
+
+def load_adapter(model, adapter_dir: Path, trainable: bool):
+    """Put a saved adapter on `model` (warm start or inference)."""
+    import torch
+    from peft import PeftModel, prepare_model_for_kbit_training
+
+    if trainable and getattr(model, "is_quantized", False):
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    model = PeftModel.from_pretrained(model, adapter_dir, is_trainable=trainable)
+    if not torch.cuda.is_available():
+        _disable_cpu_bf16_inference_kernel(model)
+    return model
+
+
+def trainable_parameters(model) -> tuple[int, int]:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return trainable, total
