@@ -148,6 +148,25 @@ def presets() -> None:
     Console().print(table)
 
 
+@app.command("settings")
+def settings_reference(markdown: bool = typer.Option(False, "--markdown", help="Print the README's markdown table.")) -> None:
+    """List every setting with its default and description."""
+    from trainer.reference import settings_markdown, settings_rows
+
+    if markdown:
+        typer.echo(settings_markdown())
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Settings (YAML keys, --set KEY=VALUE, Prefect parameters)")
+    for column in ("setting", "default", "what it does"):
+        table.add_column(column)
+    for row in settings_rows():
+        table.add_row(*row)
+    Console().print(table)
+
+
 @app.command()
 def models() -> None:
     """List the base model architectures of the catalog."""

@@ -32,10 +32,10 @@ def register_model(settings: Settings, dataset: DatasetSnapshot, assets: ModelAs
         # A retried task or re-run flow: this run already has its version; never register twice.
         version = existing
     else:
-        version = tracking.log_adapter_model(
+        version = str(tracking.log_adapter_model(
             dataset.run_id, Path(trained.adapter_dir), Path(assets.base_model_dir), assets.hub_id,
             settings.quantization_bits, settings.max_new_tokens, name,
-        ).version
+        ).version)
     tracking.set_version_tags(name, version, {
         "data_fingerprint": dataset.fingerprint, "contract_version": dataset.contract_version,
         "base_model_architecture": settings.base_model_architecture, "flow_run": dataset.run_name,

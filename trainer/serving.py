@@ -17,9 +17,14 @@ Artifacts:
 from __future__ import annotations
 
 import json
+import warnings
 
 import mlflow
 from mlflow.pyfunc import PythonModel
+
+# predict() takes a DataFrame, a list or a string on purpose; MLflow's advice to add type hints
+# would turn on a conversion that rejects some of those.
+warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method.*")
 
 
 class AdapterChatModel(PythonModel):
@@ -56,10 +61,14 @@ class AdapterChatModel(PythonModel):
 
     @staticmethod
     def _prompts(model_input) -> list[str]:
-        if hasattr(model_input, "columns"):  # a pandas DataFrame
-            if "prompt" not in model_input.columns:
+        if hasattr(model_input, "columns"):  # a pandas DataFrame (lists arrive as one unnamed column)
+            if "prompt" in model_input.columns:
+                column = model_input["prompt"]
+            elif len(model_input.columns) == 1:
+                column = model_input.iloc[:, 0]
+            else:
                 raise ValueError("input DataFrame needs a 'prompt' column")
-            return [str(p) for p in model_input["prompt"].tolist()]
+            return [str(p) for p in column.tolist()]
         if isinstance(model_input, str):
             return [model_input]
         if isinstance(model_input, dict) and "prompt" in model_input:

@@ -46,7 +46,7 @@ class Settings(BaseModel):
         "local",
         description="Where the job runs: 'local' (this process) or the Prefect work pool (optionally "
         "'pool/queue') a deployment targets, e.g. a GPU worker such as phx-node-02. Models like "
-        "LLaMA 3 8B need a GPU with 24 GB+ VRAM for 16-bit LoRA, about 10 GB with 4-bit QLoRA.",
+        "LLaMA 3 8B need a GPU with 24 GB+ VRAM for 16-bit LoRA, about 7-10 GB with 4-bit QLoRA.",
     )
     trained_artifact: str | None = Field(
         None,

@@ -178,8 +178,8 @@ def log_adapter_model(
 ):
     """Log the adapter as a pyfunc model and register it. Returns the new ModelVersion."""
     import mlflow
-    import pandas as pd
-    from mlflow.models import infer_signature
+    from mlflow.models.signature import ModelSignature
+    from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema
 
     _mlflow()
     with tempfile.TemporaryDirectory() as tmp:
@@ -190,7 +190,13 @@ def log_adapter_model(
         artifacts = {"adapter": str(adapter_dir), "base_reference": str(reference)}
         if _dir_size(base_model_dir) <= EMBED_BASE_MAX_BYTES:
             artifacts["base_model"] = str(base_model_dir)
-        signature = infer_signature(pd.DataFrame({"prompt": ["Where is my order?"]}), ["an answer"], params={"max_new_tokens": max_new_tokens})
+        # One unnamed string column: a DataFrame with a `prompt` column, a list of prompts and a
+        # single string all pass schema enforcement (a named column would reject plain lists).
+        signature = ModelSignature(
+            inputs=Schema([ColSpec(DataType.string)]),
+            outputs=Schema([ColSpec(DataType.string)]),
+            params=ParamSchema([ParamSpec("max_new_tokens", DataType.long, max_new_tokens)]),
+        )
         with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
             # No input_example on purpose: MLflow would load the model to run it at log time
             # (minutes for an 8B base); the round trip is tested instead.
@@ -230,7 +236,7 @@ def get_alias_version(name: str, alias: str) -> str | None:
     from mlflow.exceptions import MlflowException
 
     try:
-        return client().get_model_version_by_alias(name, alias).version
+        return str(client().get_model_version_by_alias(name, alias).version)
     except MlflowException:
         return None
 

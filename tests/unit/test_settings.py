@@ -4,7 +4,7 @@ import pytest
 
 from trainer.catalog import ARCHITECTURES, get_architecture, resolve_architecture_key
 from trainer.settings import PRESETS, Settings, SettingsError, load_settings, parse_set_flags
-from tests.conftest import DEMO_DATA
+from tests.conftest import DEMO_DATA, REPO
 
 
 def test_no_arguments_means_demo():
@@ -113,3 +113,22 @@ def test_model_name_is_derived_from_element_name():
     assert Settings(registered_model_name="my.model_1").model_name == "my.model_1"
     with pytest.raises(ValueError):
         Settings(registered_model_name="bad name")
+
+
+def test_example_configs_load():
+    configs = sorted((REPO / "examples" / "configs").glob("*.yaml"))
+    assert len(configs) >= 4
+    for config in configs:
+        load_settings(None, config, [f"training_data_path={DEMO_DATA}"])
+
+
+def test_prefect_yaml_deployments_hold_valid_settings(monkeypatch):
+    import yaml
+
+    monkeypatch.chdir(REPO)  # deployment paths are relative to the repository root
+    spec = yaml.safe_load((REPO / "prefect.yaml").read_text())
+    names = {d["name"] for d in spec["deployments"]}
+    assert {"adhoc", "scheduled-retraining"} <= names
+    for deployment in spec["deployments"]:
+        assert deployment["entrypoint"] == "flows/pipeline.py:llm_trainer"
+        Settings(**deployment["parameters"]["settings"])

@@ -1,0 +1,91 @@
+"""The `llm-trainer` command as a user runs it: a real subprocess, exit codes and messages."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import DEMO_DATA, chat, write_jsonl
+
+CLI = [str(Path(sys.executable).with_name("llm-trainer"))]
+
+
+def cli(*args, timeout=120):
+    env = {**os.environ, "COLUMNS": "200"}  # rich wraps tables to 80 columns when not on a terminal
+    return subprocess.run(CLI + list(args), capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def test_help_lists_the_commands():
+    result = cli("--help")
+    assert result.returncode == 0
+    for command in ("run", "validate", "presets", "models"):
+        assert command in result.stdout
+
+
+def test_presets_and_models_tables():
+    presets = cli("presets")
+    assert presets.returncode == 0 and "customer-service-bot" in presets.stdout and "legal-document" in presets.stdout
+    models = cli("models")
+    assert models.returncode == 0 and "meta-llama/Llama-3.1-8B-Instruct" in models.stdout and "tiny-llama" in models.stdout
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--preset", "nope"], "unknown preset 'nope'"),
+        (["--set", "colour=blue"], "unknown setting 'colour'"),
+        (["--set", "learning_rate=-1"], "learning_rate"),
+        (["--set", "batch_size=0"], "batch_size"),
+        (["--set", "quantization_rank=3"], "quantization_rank: must be 2, 4, 8 or none"),
+        (["--set", "training_data_path=/no/such/dir"], "training_data_path: /no/such/dir does not exist"),
+        (["--set", "base_model_architecture=gpt-17"], "base_model_architecture"),
+        (["--preset", "customer-service-bot"], "training_data_path: required"),
+        (["--config", "MALFORMED"], "malformed YAML"),
+    ],
+)
+def test_bad_settings_exit_nonzero_with_one_line(tmp_path, args, needle):
+    if "MALFORMED" in args:
+        bad = tmp_path / "bad.yaml"
+        bad.write_text("learning_rate: [1e-4\n")
+        args = [str(bad) if a == "MALFORMED" else a for a in args]
+    result = cli("run", *args, timeout=30)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_validate_exit_codes_and_report(tmp_path):
+    report = tmp_path / "out" / "report.json"
+    good = cli("validate", str(DEMO_DATA), "--report", str(report))
+    assert good.returncode == 0, good.stderr
+    saved = json.loads(report.read_text())
+    assert saved["rows_total"] == saved["rows_valid"] > 300 and saved["rows_quarantined"] == 0
+    assert saved["files"][0]["path"] == "conversations.jsonl"
+
+    bad = tmp_path / "bad"
+    write_jsonl(bad / "d.jsonl", [chat("q", "a"), chat("q2", " ")])
+    result = cli("validate", str(bad), "--report", str(tmp_path / "bad.json"))
+    assert result.returncode == 1
+    assert json.loads((tmp_path / "bad.json").read_text())["quarantined"][0] == {
+        "file": "d.jsonl", "line": 2, "reason": "blank_content", "detail": "a message's content is empty or whitespace only",
+        "raw": json.dumps(chat("q2", " ")), "raw_base64": None,
+    }
+    missing = cli("validate", str(tmp_path / "missing"))
+    assert missing.returncode == 2 and missing.stderr.startswith("error: ") and "Traceback" not in missing.stderr
+
+
+def test_run_stops_before_loading_a_model_on_bad_data(tmp_path):
+    data = tmp_path / "data"
+    write_jsonl(data / "d.jsonl", [chat(f"question {i}", f"answer {i}") for i in range(20)] + [chat("q", "")])
+    result = cli("run", "--set", f"training_data_path={data}", "--set", f"output_dir={tmp_path / 'out'}", timeout=300)
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.stderr
+    last = errors[0]
+    assert last.startswith("error: training_data_path: 1 of 21 rows quarantined") and "d.jsonl:21 blank_content" in last
+    assert str(tmp_path / "out" / "data" / "validation_report.json") in last
+    assert "Training on" not in result.stderr and not (tmp_path / "out" / "checkpoints").exists()

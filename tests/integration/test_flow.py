@@ -1,0 +1,69 @@
+"""The whole `llm-trainer` flow on the demo settings: real Prefect, MLflow (sqlite), GX, training."""
+
+import statistics
+
+import mlflow
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from trainer import state
+from trainer.backup import verify
+from trainer.settings import load_settings
+
+
+@pytest.fixture(scope="module")
+def demo_run(prefect_server, tiny_model_dir):
+    from flows.pipeline import llm_trainer
+
+    settings = load_settings("demo", None, [])
+    summary = llm_trainer(settings)
+    mlflow.set_tracking_uri(state.tracking_uri())
+    return settings, summary, MlflowClient(state.tracking_uri())
+
+
+def test_run_records_params_tags_metrics_and_lineage(demo_run):
+    settings, summary, client = demo_run
+    run = client.get_run(summary.mlflow_run_id)
+    assert run.info.status == "FINISHED" or run.info.status == "RUNNING"
+    params = run.data.params
+    assert len(params) >= 14
+    assert params["learning_rate"] == "0.003" and params["quantization_rank"] == "4" and params["batch_size"] == "8"
+    tags = run.data.tags
+    assert tags["element_name"] == "LLM Trainer Demo" and tags["running_on"] == "local"
+    assert tags["quantization"].startswith("nf4") and tags["device"] == "cpu"
+    assert len(tags["git_commit"]) in (40, 7) or tags["git_commit"] == "unknown"
+    assert tags["data_fingerprint"] == summary_fingerprint(client, summary)
+    losses = [m.value for m in client.get_metric_history(summary.mlflow_run_id, "train_loss")]
+    assert len(losses) == settings.max_steps
+    # Training loss falls: the last fifth is clearly below the first fifth.
+    fifth = len(losses) // 5
+    assert statistics.mean(losses[-fifth:]) < statistics.mean(losses[:fifth]) - 0.15
+    assert run.data.metrics["eval_loss"] > 0 and run.data.metrics["eval_perplexity"] > 1
+    assert run.data.metrics["rows_quarantined"] == 0
+    artifacts = {a.path for a in client.list_artifacts(summary.mlflow_run_id)}
+    assert {"settings.yaml", "data", "eval"} <= artifacts
+    assert run.inputs.dataset_inputs and run.inputs.dataset_inputs[0].dataset.name == "chat"
+
+
+def summary_fingerprint(client, summary):
+    version = client.get_model_version(summary.model_name, summary.model_version)
+    return version.tags["data_fingerprint"]
+
+
+def test_registered_version_is_champion_and_answers_prompts(demo_run):
+    settings, summary, client = demo_run
+    assert summary.model_version == "1" and set(summary.aliases) == {"challenger", "champion"}
+    assert str(client.get_model_version_by_alias(summary.model_name, "champion").version) == "1"
+    model = mlflow.pyfunc.load_model(f"models:/{summary.model_name}/{summary.model_version}")
+    answers = model.predict(pd.DataFrame({"prompt": ["My order has not arrived yet, can you help?", "How do I reset my password?"]}))
+    assert len(answers) == 2 and all(isinstance(a, str) and a.strip() for a in answers)
+    assert model.predict(["Where is my refund?"], params={"max_new_tokens": 5})[0].strip()
+
+
+def test_backup_manifest_verifies(demo_run):
+    _, summary, _ = demo_run
+    manifest = verify(summary.backup_location)
+    assert "adapter/adapter_model.safetensors" in manifest.files
+    assert "data/validation_report.json" in manifest.files
+    assert manifest.metadata["version"] == summary.model_version
