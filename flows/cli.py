@@ -53,6 +53,8 @@ def run(
     from trainer.state import apply_environment_defaults
 
     apply_environment_defaults()
+    if settings.running_on != "local" and _submitted_to_running_on(settings):
+        return
     import logging
 
     logging.getLogger("llm_trainer").setLevel(logging.INFO)
@@ -94,42 +96,104 @@ def _print_summary(summary) -> None:
 
 @app.command()
 def validate(
-    path: Path = typer.Argument(..., help="A data file or a folder of *.jsonl / *.csv files."),
-    report: Optional[Path] = typer.Option(None, "--report", help="Write the JSON report here (the quarantine file goes beside it)."),
-    format: Optional[str] = typer.Option(None, "--format", help="Force a format instead of detecting it per row."),
+    path: Path = typer.Argument(..., help="A data file or a folder of *.jsonl / *.csv files (subfolders included)."),
+    report: Optional[Path] = typer.Option(
+        None, "--report", help="Write the JSON report here; every quarantined row, with its raw bytes, goes beside it in NAME.quarantine.jsonl."
+    ),
+    format: Optional[str] = typer.Option(
+        None, "--format", help="Force one format for every file: chat, sharegpt, instruction, prompt_completion or text (default: detected per file)."
+    ),
+    maps: list[str] = typer.Option([], "--map", help="Rename a column / top-level field before detection: SOURCE=TARGET, e.g. question=prompt (repeatable)."),
+    max_seq_length: Optional[int] = typer.Option(
+        None, "--max-seq-length", min=1, help="Also tokenize each valid row as training will and report rows longer than this (default: no token check)."
+    ),
+    model: str = typer.Option(
+        "tiny-llama", "--model", help="Whose tokenizer counts for --max-seq-length: an architecture (see `llm-trainer models`) or a local model folder."
+    ),
+    overlong: str = typer.Option("warn", "--overlong", help="Rows over --max-seq-length: warn (report only) or quarantine (reason too_many_tokens)."),
 ) -> None:
-    """Check data against the contracts. Exit 0: all rows valid; 1: some quarantined; 2: unusable input."""
+    """Check data against the contracts. Exit 0: every row valid; 1: some rows quarantined; 2: unusable input
+    (missing path, no data files or rows, unreadable file, formats that can't be mixed)."""
     import os
 
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
-    from trainer.contracts import DataUnusableError, validate_dataset, write_report
+    from trainer.contracts import ContractError, DataUnusableError, validate_dataset, write_report
+    from trainer.settings import SettingsError, build_settings
+
+    flags = {"dataset_format": "--format", "overlong_rows": "--overlong", "column_mapping": "--map", "base_model_architecture": "--model"}
+    values: dict = {"dataset_format": format, "overlong_rows": overlong, "column_mapping": {}}
+    for pair in maps:
+        source, sep, target = pair.partition("=")
+        if not sep or not source.strip() or not target.strip():
+            _fail(f"--map {pair!r}: expected SOURCE=TARGET, e.g. --map question=prompt")
+        values["column_mapping"][source.strip()] = target.strip()
+    if max_seq_length is not None:
+        values["base_model_assets_path" if Path(model).is_dir() else "base_model_architecture"] = model
+    def flagged(exc: Exception) -> str:  # the pipeline's setting messages, named by this command's flags
+        setting, _, rest = str(exc).partition(":")
+        name, _, key = setting.partition(".")
+        return f"{flags[name]}{' ' + key if key else ''}:{rest}" if name in flags else str(exc)
 
     try:
-        result, _ = validate_dataset(path, None, format)
-    except DataUnusableError as exc:
+        settings = build_settings(values)
+    except SettingsError as exc:
+        _fail(flagged(exc))
+    tokenizer = None
+    if max_seq_length is not None:
+        from trainer.assets import load_counting_tokenizer, resolve_tokenizer_dir
+
+        try:
+            tokenizer = load_counting_tokenizer(resolve_tokenizer_dir(settings), settings.trust_remote_code)
+        except SettingsError as exc:
+            _fail(flagged(exc))
+        except (OSError, ValueError) as exc:
+            _fail(f"--model {model}: can't load its tokenizer ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})")
+    quarantine = report.with_suffix(".quarantine.jsonl") if report is not None else None
+    if report is not None and path.is_dir() and any(p.resolve().is_relative_to(path.resolve()) for p in (report, quarantine)):
+        _fail(f"--report {report}: inside the data folder, where the next validation would read it as data; write it elsewhere")
+    try:
+        result, _ = validate_dataset(
+            path, None, settings.dataset_format, column_mapping=settings.column_mapping,
+            tokenizer=tokenizer, max_seq_length=max_seq_length, overlong_rows=settings.overlong_rows,
+        )
+    except (DataUnusableError, ContractError) as exc:
         _fail(str(exc), 2)
     if report is not None:
-        import json
+        try:
+            write_report(result, report_path=report, quarantine_path=quarantine)
+        except OSError as exc:
+            _fail(f"--report {report}: can't write it ({exc.strerror or exc})", 2)
 
-        write_report(result, report.parent)
-        if Path(result.report_path) != report:
-            Path(result.report_path).replace(report)
-            result.report_path = str(report)
-            report.write_text(json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{path}: {result.rows_valid}/{result.rows_total} rows valid ({result.format}, contract {result.contract_version})")
+    console = Console(highlight=False, soft_wrap=True)  # soft wrap: long lines stay whole, for grep and logs
+    console.print(f"{path}: {result.rows_valid}/{result.rows_total} rows valid, {result.rows_quarantined} quarantined "
+                  f"(format {result.format}, contract {result.contract_version})", markup=False)
+    table = Table()
     for column in ("file", "format", "rows", "valid", "quarantined", "top reasons"):
-        table.add_column(column)
+        table.add_column(column, justify="right" if column in ("rows", "valid", "quarantined") else "left")
     for f in result.files:
-        reasons = ", ".join(f"{k} ×{v}" for k, v in sorted(f.top_reasons.items(), key=lambda kv: -kv[1])[:3])
+        reasons = ", ".join(f"{k} ×{v}" for k, v in list(f.top_reasons.items())[:3])
         table.add_row(f.path, f.format or "-", str(f.rows_total), str(f.rows_valid), str(f.rows_quarantined), reasons)
-    Console().print(table)
+    console.print(table)
+    shown = 10
+    for q in result.quarantined[:shown]:
+        console.print(f"  {q.file}:{q.line}  {q.reason}: {q.detail}", markup=False)
+    if result.rows_quarantined > shown:
+        console.print(f"  ... {result.rows_quarantined - shown} more" + (f" in {result.quarantine_path}" if report else " (--report writes them all)"))
+    if result.ignored_files:
+        console.print(f"ignored (not *.jsonl / *.csv): {', '.join(result.ignored_files[:10])}{', ...' if len(result.ignored_files) > 10 else ''}", markup=False)
+    if tokenizer is not None:
+        console.print(f"tokens ({result.tokenizer}): longest row {result.max_tokens}; {result.rows_overlong} rows over {max_seq_length}"
+                      + (f" ({'quarantined' if overlong == 'quarantine' else 'training leaves them out'})" if result.rows_overlong else ""), markup=False)
+        for o in result.overlong[:shown] if overlong == "warn" else []:
+            console.print(f"  {o.file}:{o.line}  {o.tokens} tokens", markup=False)
     if report is not None:
-        typer.echo(f"report: {result.report_path}\nquarantine: {result.quarantine_path}")
+        console.print(f"report: {result.report_path}\nquarantine: {result.quarantine_path}", markup=False)
+    if result.rows_total == 0:
+        _fail(f"{path}: the data files hold no rows (empty, or blank lines only)", 2)
     raise typer.Exit(0 if result.rows_quarantined == 0 else 1)
-
 
 @app.command()
 def presets() -> None:
@@ -145,6 +209,43 @@ def presets() -> None:
     for name, values in PRESETS.items():
         table.add_row(name, values["base_model_architecture"], str(values["batch_size"]), f"{values['learning_rate']:g}",
                       str(values["quantization_rank"]), values["description"])
+    Console().print(table)
+
+
+@app.command()
+def estimate(
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML file of settings."),
+    preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Start from a preset."),
+    sets: list[str] = typer.Option([], "--set", "-s", help="Override one setting: KEY=VALUE (repeatable)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (the total is `total_gib`)."),
+) -> None:
+    """Estimate peak GPU memory for these settings, and for every catalog model with them."""
+    import json
+
+    from trainer.catalog import ARCHITECTURES
+    from trainer.memory import estimate_for_settings
+
+    settings = _load(preset, config, sets)
+    chosen = estimate_for_settings(settings)
+    others = {key: estimate_for_settings(settings, key) for key in ARCHITECTURES}
+    if as_json:
+        typer.echo(json.dumps({
+            "model": settings.base_model_architecture,
+            "tokens_per_step": settings.batch_size * settings.max_seq_length,
+            **chosen.as_dict(),
+            "models": {key: e.as_dict() for key, e in others.items()},
+        }, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"Estimated peak GPU memory (GiB): batch {settings.batch_size} x {settings.max_seq_length} tokens, "
+                        f"quantization {settings.quantization_rank}, LoRA rank {settings.lora_rank}")
+    for column in ("model", "base weights", "adapter + optimizer", "activations", "overhead", "total"):
+        table.add_column(column, justify="right" if column != "model" else "left")
+    for key, e in others.items():
+        name = f"[bold]{key}[/]" if key == settings.base_model_architecture else key
+        table.add_row(name, *(f"{v:.2f}" for v in (e.base_weights_gib, e.adapter_optimizer_gib, e.activations_gib, e.overhead_gib, e.total_gib)))
     Console().print(table)
 
 
@@ -182,6 +283,192 @@ def models() -> None:
         params = f"{a.params_billion:.2f} B" if a.params_billion >= 0.1 else f"{a.params_billion * 1000:.1f} M"
         table.add_row(a.key, a.display_name, a.hub_id or "(built locally)", params, f"{a.weights_gib(4):.2f} GiB", a.use_case)
     Console().print(table)
+
+
+@app.command()
+def refine(
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML file of settings (may name a `preset:`)."),
+    preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Start from a preset (see `llm-trainer presets`)."),
+    sets: list[str] = typer.Option([], "--set", "-s", help="Override one setting: KEY=VALUE (repeatable)."),
+) -> None:
+    """Two-stage refinement: a subset at a larger LR, then all rows at a lower LR from stage 1's version.
+
+    Stage 1 trains on refine_subset_fraction of the rows at learning_rate and is registered; stage 2 trains on all rows
+    at refine_learning_rate (default: a tenth), for refine_max_steps (default: twice as long), warm-started from stage
+    1's registered version. Two MLflow runs nested under one parent run."""
+    from trainer.settings import SettingsError
+
+    settings = _load(preset, config, sets)
+    try:
+        settings.require_training_data()
+    except SettingsError as exc:
+        _fail(str(exc))
+    from trainer.state import apply_environment_defaults
+
+    apply_environment_defaults()
+    import logging
+
+    logging.getLogger("llm_trainer").setLevel(logging.INFO)
+    from flows.refine import refine as refine_flow
+    from trainer.backup import BackupError
+    from trainer.contracts import DataGateError, DataUnusableError
+
+    try:
+        summary = refine_flow(settings)
+    except (SettingsError, DataGateError, DataUnusableError, BackupError) as exc:
+        _fail(str(exc), 1)
+    for stage in summary.stages:
+        _print_summary(stage)
+    typer.echo(f"Refinement parent MLflow run: {summary.parent_run_id}")
+
+
+@app.command()
+def promote(
+    name: str = typer.Argument(..., help="Registered model name, e.g. llm-trainer-demo."),
+    version: str = typer.Argument(..., help="The version to promote, e.g. 3."),
+    alias: str = typer.Option("champion", "--alias", help="The alias to point at the version."),
+    reason: str = typer.Option("", "--reason", "-r", help="Why: recorded on the version as <alias>_reason."),
+) -> None:
+    """Point an alias (default: champion) at a registered version by hand, with a reason.
+
+    Recorded on the version: when, by whom, why, and the version the alias pointed to before. Registry aliases only;
+    MLflow's deprecated stages are never used."""
+    if not version.isdigit():
+        _fail(f"version: expected a version number such as 3, got {version!r}")
+    if not alias or not alias.replace("-", "").replace("_", "").isalnum():
+        _fail(f"--alias {alias!r}: use letters, digits, '-' or '_'")
+    from trainer.state import apply_environment_defaults
+
+    apply_environment_defaults()
+    from trainer.promotion import promote_manually
+    from trainer.settings import SettingsError
+
+    try:
+        previous = promote_manually(name, version, alias, reason)
+    except SettingsError as exc:
+        _fail(str(exc), 1)
+    typer.echo(f"{name}: {alias} -> version {version} (was {previous or 'unset'})" + (f"; reason: {reason}" if reason else ""))
+
+
+@app.command()
+def compare(
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Compare the newest versions of this registered model."),
+    runs: Optional[str] = typer.Option(None, "--runs", help="Compare these MLflow runs: comma-separated run ids."),
+    limit: int = typer.Option(6, "--limit", min=1, help="How many versions / latest runs to show."),
+    experiment: str = typer.Option("llm-trainer", "--experiment", help="Experiment whose latest runs are shown without --model/--runs."),
+    as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON instead of a table."),
+) -> None:
+    """Compare registered versions or runs side by side: settings that differ, metrics, aliases.
+
+    Also the base model's and the champion's eval loss on the same rows, the data fingerprint, the parent version and
+    the promotion decision."""
+    from trainer.state import apply_environment_defaults
+
+    apply_environment_defaults()
+    from trainer.report import compare_items, comparison_rows
+    from trainer.settings import SettingsError
+
+    run_ids = [r.strip() for r in runs.split(",") if r.strip()] if runs else None
+    try:
+        items = compare_items(model=model, run_ids=run_ids, limit=limit, experiment_name=experiment)
+    except SettingsError as exc:
+        _fail(str(exc), 1)
+    if not items:
+        _fail(f"nothing to compare: {'no versions of ' + model if model else 'no runs in experiment ' + experiment}", 1)
+    rows = comparison_rows(items)
+    if as_json:
+        import json
+
+        typer.echo(json.dumps({"columns": [i["label"] for i in items], "rows": {k: v for k, v in rows}}, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{model} versions" if model else "runs")
+    table.add_column("")
+    for item in items:
+        table.add_column(item["label"], overflow="fold")
+    for key, values in rows:
+        table.add_row(key, *values)
+    Console().print(table)
+
+
+@app.command()
+def restore(
+    location: str = typer.Argument(..., help="The backup: a folder or fsspec URL holding MANIFEST.json."),
+    register: bool = typer.Option(False, "--register", help="Also log and register the restored model in MLflow."),
+    to: Optional[Path] = typer.Option(None, "--to", help="Where to rebuild it (default: <state>/restored/<backup name>)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Registered model name for --register (default: the one in the manifest)."),
+) -> None:
+    """Verify a backup and rebuild a loadable model from it, without MLflow; --register re-registers it.
+
+    Every file is checked against MANIFEST.json (sha256 and size); a missing or changed file stops the restore. The
+    rebuilt folder is an MLflow pyfunc model: mlflow.pyfunc.load_model(FOLDER) answers prompts."""
+    from trainer.state import apply_environment_defaults, state_dir
+
+    apply_environment_defaults()
+    from trainer.backup import BackupError
+    from trainer.restore import restore as restore_backup
+    from trainer.settings import SettingsError
+
+    destination = to or state_dir() / "restored" / location.rstrip("/").rsplit("/", 1)[-1]
+    try:
+        restored = restore_backup(location, destination, register=register, name=name)
+    except (BackupError, SettingsError) as exc:
+        _fail(str(exc), 1)
+    typer.echo(f"verified {len(restored.manifest.files)} files ({restored.manifest.total_bytes / 2**20:.1f} MiB) against MANIFEST.json")
+    typer.echo(f"model folder: {restored.model_dir}  (mlflow.pyfunc.load_model(\"{restored.model_dir}\"))")
+    typer.echo(f"backup files: {restored.files_dir}  (checkpoint/ continues training via trained_artifact)")
+    if restored.registered_version:
+        typer.echo(f"registered: {restored.registered_name} version {restored.registered_version}"
+                   f" ({', '.join(restored.aliases) or 'no aliases'})")
+
+
+def _submitted_to_running_on(settings) -> bool:
+    """`run` with running_on=POOL: with PREFECT_API_URL set, submit to the deployment on that work
+    pool and return True; without it, say so in one line and return False (the run stays here)."""
+    from flows.submit import SubmitError, api_url, submit_settings
+
+    if not api_url():
+        typer.echo(f"running_on={settings.running_on}: PREFECT_API_URL is not set, so this run trains here, in this process", err=True)
+        return False
+    try:
+        submit_settings(settings, echo=lambda line: typer.echo(line, err=True))
+    except SubmitError as exc:
+        _fail(str(exc), 1)
+    return True
+
+
+@app.command()
+def submit(
+    deployment: str = typer.Argument("llm-trainer/adhoc", help="The deployment: NAME or llm-trainer/NAME (`prefect deployment ls`)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML file of settings (may name a `preset:`), over the deployment's."),
+    sets: list[str] = typer.Option([], "--set", "-s", help="Change one setting: KEY=VALUE (repeatable); the others stay the deployment's."),
+    watch: bool = typer.Option(False, "--watch", "-w", help="Wait for the run, showing its states and logs; exit 1 unless it completes."),
+    timeout: Optional[int] = typer.Option(None, "--timeout", min=1, help="With --watch: give up waiting after this many seconds."),
+) -> None:
+    """Start a run of a Prefect deployment (needs PREFECT_API_URL) with its settings, changed by --config / --set.
+
+    `prefect deployment run --param settings=...` replaces the deployment's whole settings dict; this changes only what
+    you pass, checks the result as `run` does, and relative paths are relative to the worker's clone. See docs/operations.md."""
+    from trainer.state import apply_environment_defaults
+
+    apply_environment_defaults()
+    from flows.submit import SubmitError, api_url, submit_to_deployment
+    from trainer.settings import SettingsError
+
+    if not api_url():
+        _fail("PREFECT_API_URL is not set: point it at the Prefect server that holds the deployment (docs/operations.md)")
+    try:
+        submitted = submit_to_deployment(deployment, config, sets, watch=watch, timeout=timeout,
+                                         echo=lambda line: typer.echo(line, err=True))
+    except SettingsError as exc:
+        _fail(str(exc))
+    except SubmitError as exc:
+        _fail(str(exc), 1)
+    typer.echo(submitted.flow_run_id)
+    if watch and submitted.final_state != "Completed":
+        _fail(f"flow run {submitted.flow_run_name} ended {submitted.final_state}" + (f": {submitted.message}" if submitted.message else ""), 1)
 
 
 def main() -> None:

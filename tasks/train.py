@@ -27,10 +27,14 @@ def train_adapter(settings: Settings, dataset: DatasetSnapshot, assets: ModelAss
         resume_from=Path(assets.resume_checkpoint) if assets.resume_checkpoint else None,
         warm_start_adapter=Path(assets.warm_start_adapter) if assets.warm_start_adapter else None,
         metrics_sink=sink,
+        eval_examples=dataset.eval_examples,
+        checkpoint_meta={"mlflow_run_id": dataset.run_id, "data_fingerprint": dataset.fingerprint},
     )
+    tracking.flush()
     tracking.set_tags(dataset.run_id, {
         "device": result.runtime["device"], "compute_dtype": result.runtime["compute_dtype"],
         "quantization": result.runtime["quantization"], "resumed_from": result.resumed_from or "",
+        "output_dir": result.output_dir,
     })
     tracking.log_metrics(dataset.run_id, {
         "final_train_loss": result.train_loss, "train_seconds": result.seconds, "train_examples": result.train_examples,

@@ -5,15 +5,16 @@ model for `tiny-llama`, then the Hugging Face cache, then the hub when online (w
 the environment for gated models; the token is never logged).
 
 Trained artifact: a checkpoint folder (exact continuation), an adapter folder (warm start: new
-optimizer and schedule), or a registered model `models:/name/3`, `models:/name@alias`
-(warm start from its adapter).
+optimizer and schedule), or a registered model `models:/name/3`, `models:/name@alias`,
+`runs:/id/model` (warm start from its adapter); `trainer.lineage` checks that it fits the base and
+records where it came from.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from trainer.settings import Settings, SettingsError
@@ -31,6 +32,7 @@ class ModelAssets:
     resume_checkpoint: str | None = None
     warm_start_adapter: str | None = None
     trained_artifact: str | None = None
+    lineage: dict[str, str] = field(default_factory=dict)  # parent_model / parent_version / parent_run_id / ...
 
 
 def resolve_base_model(settings: Settings) -> tuple[Path, str]:
@@ -62,6 +64,66 @@ def resolve_base_model(settings: Settings) -> tuple[Path, str]:
     return Path(path), "hub"
 
 
+# What AutoTokenizer needs from a hub repo: the data-contract token check fetches only these, so
+# validation never downloads weights.
+TOKENIZER_PATTERNS = ["tokenizer*", "special_tokens_map.json", "config.json", "chat_template*", "*.model", "*.tiktoken"]
+
+
+def resolve_tokenizer_dir(settings: Settings) -> Path:
+    """The folder the base model's tokenizer loads from, without fetching weights: the local assets
+    folder, the locally built tiny model, or the tokenizer files alone from the HF cache / the hub."""
+    if settings.base_model_assets_path is not None:
+        return settings.base_model_assets_path
+    arch = settings.architecture
+    if arch.hub_id is None:
+        return ensure_tiny_model()
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(arch.hub_id, allow_patterns=TOKENIZER_PATTERNS, local_files_only=True))
+    except LocalEntryNotFoundError:
+        pass
+    # Tokenizer-only downloads go to a folder of their own, not the HF cache, so the cache never
+    # holds a snapshot that looks like the model but lacks its weights.
+    from trainer.state import models_dir
+
+    local = models_dir() / "tokenizers" / arch.hub_id.replace("/", "--")
+    if (local / "tokenizer_config.json").is_file():
+        return local
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        raise SettingsError(
+            f"base_model_architecture: the tokenizer of {arch.hub_id} is not in the Hugging Face cache and HF_HUB_OFFLINE "
+            "is set; download the model on a connected machine or set base_model_assets_path to a local model folder"
+        )
+    try:
+        return Path(snapshot_download(arch.hub_id, allow_patterns=TOKENIZER_PATTERNS, local_dir=local, token=os.environ.get("HF_TOKEN")))
+    except (HfHubHTTPError, OSError) as exc:
+        hint = " (a gated model: accept its licence on the hub and set HF_TOKEN)" if arch.gated else ""
+        raise SettingsError(f"base_model_architecture: could not fetch the tokenizer of {arch.hub_id}{hint}: {type(exc).__name__}") from None
+
+
+def tokenizer_digest(tokenizer_dir: Path) -> str:
+    """sha256 over the tokenizer's files (not the weights): token counts change only when this does."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(Path(tokenizer_dir).iterdir()):
+        if path.is_file() and (path.name.startswith(("tokenizer", "special_tokens", "chat_template")) or path.suffix in (".model", ".tiktoken")):
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def load_counting_tokenizer(tokenizer_dir: Path, trust_remote_code: bool = False):
+    """The tokenizer exactly as training sets it up (chat template included), for counting tokens."""
+    from trainer.model import load_tokenizer
+    from trainer.tokens import ensure_chat_template
+
+    tokenizer = load_tokenizer(Path(tokenizer_dir), trust_remote_code)
+    ensure_chat_template(tokenizer)
+    return tokenizer
+
+
 def classify_local_artifact(path: Path) -> str:
     """'checkpoint' (exact resume) or 'adapter' (warm start); SettingsError otherwise."""
     if (path / "trainer_state.json").is_file() and (path / "adapter_config.json").is_file():
@@ -73,30 +135,31 @@ def classify_local_artifact(path: Path) -> str:
     )
 
 
-def resolve_trained_artifact(value: str | None) -> tuple[str | None, str | None]:
-    """(resume_checkpoint, warm_start_adapter) for the `trained_artifact` setting."""
-    if not value:
+def resolve_trained_artifact(value: str | None, settings: Settings | None = None, base_model_dir: Path | None = None,
+                             download_dir: Path | None = None) -> tuple[str | None, str | None]:
+    """(resume_checkpoint, warm_start_adapter) for the `trained_artifact` setting; with settings and
+    the base folder, also checked for compatibility (trainer.lineage)."""
+    from trainer.lineage import resolve_artifact
+
+    artifact = resolve_artifact(value, settings, base_model_dir, download_dir)
+    if artifact is None:
         return None, None
-    if value.startswith(REGISTRY_SCHEMES):
-        from trainer.tracking import download_model_adapter
-
-        adapter = download_model_adapter(value)
-        return None, str(adapter)
-    path = Path(value).expanduser()
-    if not path.exists():
-        raise SettingsError(f"trained_artifact: {value} does not exist; give a checkpoint or adapter folder, or models:/name/version")
-    kind = classify_local_artifact(path)
-    return (str(path), None) if kind == "checkpoint" else (None, str(path))
+    return (str(artifact.path), None) if artifact.kind == "checkpoint" else (None, str(artifact.path))
 
 
-def resolve_assets(settings: Settings) -> ModelAssets:
+def resolve_assets(settings: Settings, download_dir: Path | None = None) -> ModelAssets:
+    """The base model folder and the trained artifact to start from; a registry artifact that must
+    be downloaded goes to `download_dir` (the run's folder, so a retry reuses it)."""
+    from trainer.lineage import resolve_artifact
+
     base_dir, source = resolve_base_model(settings)
-    resume, warm = resolve_trained_artifact(settings.trained_artifact)
+    artifact = resolve_artifact(settings.trained_artifact, settings, base_dir, download_dir)
     return ModelAssets(
         base_model_dir=str(base_dir),
         base_source=source,
         hub_id=settings.architecture.hub_id,
-        resume_checkpoint=resume,
-        warm_start_adapter=warm,
+        resume_checkpoint=str(artifact.path) if artifact is not None and artifact.kind == "checkpoint" else None,
+        warm_start_adapter=str(artifact.path) if artifact is not None and artifact.kind == "adapter" else None,
         trained_artifact=settings.trained_artifact,
+        lineage=artifact.lineage if artifact is not None else {},
     )

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from trainer.memory import ModelShape
+
 LLAMA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 FALCON_TARGETS = ("query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h")
 
@@ -26,6 +28,7 @@ class Architecture:
     supports_system_role: bool
     gated: bool  # needs HF_TOKEN and an accepted licence on the hub
     use_case: str
+    shape: ModelShape  # the published config's dimensions, for the memory estimate and MFU
     aliases: tuple[str, ...] = field(default_factory=tuple)
 
     def weights_gib(self, bits: int) -> float:
@@ -47,6 +50,7 @@ ARCHITECTURES: dict[str, Architecture] = {
             supports_system_role=True,
             gated=True,
             use_case="Chatbot, RAG assistant, summarizer",
+            shape=ModelShape(8.03e9, hidden=4096, layers=32, intermediate=14336, vocab=128256, heads=32, kv_heads=8, tied_embeddings=False),
             aliases=("llama-3.1-8b", "llama3.1-8b-instruct", "llama 3.1 8b instruct", "llama 3.1 8b"),
         ),
         Architecture(
@@ -60,6 +64,7 @@ ARCHITECTURES: dict[str, Architecture] = {
             supports_system_role=False,
             gated=True,
             use_case="Small efficient assistant or coder",
+            shape=ModelShape(7.25e9, hidden=4096, layers=32, intermediate=14336, vocab=32768, heads=32, kv_heads=8, tied_embeddings=False),
             aliases=("mistral 7b", "mistral-7b-instruct"),
         ),
         Architecture(
@@ -73,6 +78,7 @@ ARCHITECTURES: dict[str, Architecture] = {
             supports_system_role=False,
             gated=True,
             use_case="Lightweight open-source assistant",
+            shape=ModelShape(2.61e9, hidden=2304, layers=26, intermediate=9216, vocab=256000, heads=8, kv_heads=4, tied_embeddings=True),
             aliases=("gemma-2-2b-it", "gemma 2b"),
         ),
         Architecture(
@@ -86,6 +92,7 @@ ARCHITECTURES: dict[str, Architecture] = {
             supports_system_role=False,
             gated=False,
             use_case="Lightweight open-source assistant",
+            shape=ModelShape(7.24e9, hidden=4096, layers=32, intermediate=14336, vocab=32002, heads=32, kv_heads=8, tied_embeddings=False),
             aliases=("openchat-3.5",),
         ),
         Architecture(
@@ -99,6 +106,7 @@ ARCHITECTURES: dict[str, Architecture] = {
             supports_system_role=True,
             gated=False,
             use_case="General instruction following",
+            shape=ModelShape(6.92e9, hidden=4544, layers=32, intermediate=18176, vocab=65024, heads=71, kv_heads=1, tied_embeddings=True),
             aliases=("falcon", "falcon 7b"),
         ),
         Architecture(
@@ -112,6 +120,7 @@ ARCHITECTURES: dict[str, Architecture] = {
             supports_system_role=True,
             gated=True,
             use_case="Long, specific documents (legal)",
+            shape=ModelShape(13.02e9, hidden=5120, layers=40, intermediate=13824, vocab=32000, heads=40, kv_heads=40, tied_embeddings=False),
             aliases=("llama 13b", "llama-2-13b-chat"),
         ),
         Architecture(
@@ -125,6 +134,7 @@ ARCHITECTURES: dict[str, Architecture] = {
             supports_system_role=True,
             gated=False,
             use_case="Demo and tests: built locally from the bundled data, no download",
+            shape=ModelShape(1.05e6, hidden=128, layers=4, intermediate=384, vocab=2048, heads=4, kv_heads=2, tied_embeddings=True),
             aliases=("tiny",),
         ),
     )

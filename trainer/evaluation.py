@@ -1,13 +1,17 @@
 """Held-out evaluation: loss, perplexity and token accuracy on the answer tokens, plus samples.
 
 The model is loaded from the saved adapter folder exactly as it will be served (same base, same
-quantization), so evaluation also proves the saved adapter is complete.
+quantization), so evaluation also proves the saved adapter is complete. On the same loaded base and
+the same rows (tokenized by the same tokenizer), it can also score the base model alone (adapter
+disabled) and the current champion's adapter, so a run shows what fine-tuning gained and whether
+it beats what is in production.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,10 +32,27 @@ class EvalReport:
     eval_token_accuracy: float | None
     rows_too_long: int
     samples: list[dict[str, str]] = field(default_factory=list)
+    # "base" / "champion" -> eval_* metrics on the same rows; empty when not scored.
+    baselines: dict[str, dict[str, float]] = field(default_factory=dict)
+    champion_version: str | None = None
+    notes: list[str] = field(default_factory=list)  # why a baseline was skipped
+    baseline_seconds: float = 0.0
 
     def metrics(self) -> dict[str, float]:
         names = ("eval_loss", "eval_perplexity", "eval_token_accuracy")
         return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+
+    def all_metrics(self) -> dict[str, float]:
+        """metrics() plus the baselines as base_eval_loss, champion_eval_loss, ..."""
+        flat = dict(self.metrics())
+        for label, values in self.baselines.items():
+            flat.update({f"{label}_{k}": v for k, v in values.items()})
+        return flat
+
+    def to_dict(self) -> dict:
+        from dataclasses import asdict
+
+        return {**asdict(self), "metrics": self.all_metrics()}
 
 
 def score(model, tokenizer, examples: list[Example], max_seq_length: int, batch_size: int) -> tuple[float, float, int, int]:
@@ -63,6 +84,18 @@ def score(model, tokenizer, examples: list[Example], max_seq_length: int, batch_
     return total_loss / counted, correct / counted, counted, too_long
 
 
+def score_metrics(model, tokenizer, examples: list[Example], max_seq_length: int, batch_size: int) -> dict[str, float]:
+    """score() as the eval_* metrics dict; restores the model's train/eval mode."""
+    was_training = model.training
+    try:
+        loss, accuracy, tokens, _ = score(model, tokenizer, examples, max_seq_length, batch_size)
+    finally:
+        model.train(was_training)
+    if tokens == 0:
+        return {}
+    return {"eval_loss": loss, "eval_perplexity": math.exp(min(loss, 50)), "eval_token_accuracy": accuracy}
+
+
 def generate(model, tokenizer, prompts: list[list[dict[str, str]]], max_new_tokens: int) -> list[str]:
     """Greedy answers to chat prompts (the conversation up to the assistant's turn)."""
     import torch
@@ -79,7 +112,10 @@ def generate(model, tokenizer, prompts: list[list[dict[str, str]]], max_new_toke
     return answers
 
 
-def evaluate(settings: Settings, base_model_dir: Path, adapter_dir: Path, eval_examples: list[Example]) -> EvalReport:
+def evaluate(settings: Settings, base_model_dir: Path, adapter_dir: Path, eval_examples: list[Example], *,
+             score_base: bool = False, champion_adapter_dir: Path | None = None, champion_version: str | None = None) -> EvalReport:
+    """Score the trained adapter on `eval_examples`; with `score_base` / `champion_adapter_dir` also
+    the base model alone and the champion's adapter, on the same loaded base and the same rows."""
     if not eval_examples:
         log.warning("No held-out rows (eval_fraction=%s): evaluation skipped", settings.eval_fraction)
         return EvalReport(0, 0, None, None, None, 0)
@@ -96,7 +132,7 @@ def evaluate(settings: Settings, base_model_dir: Path, adapter_dir: Path, eval_e
         outputs = generate(model, tokenizer, prompts, settings.max_new_tokens)
         for example, prompt, output in zip(chats, prompts, outputs):
             samples.append({"prompt": prompt[-1]["content"], "reference": example.messages[-1]["content"], "output": output})
-    return EvalReport(
+    report = EvalReport(
         eval_rows=len(eval_examples),
         eval_tokens=tokens,
         eval_loss=loss,
@@ -105,3 +141,36 @@ def evaluate(settings: Settings, base_model_dir: Path, adapter_dir: Path, eval_e
         rows_too_long=too_long,
         samples=samples,
     )
+    if score_base or champion_adapter_dir is not None:
+        _score_baselines(report, settings, model, tokenizer, eval_examples, [e.messages[:-1] for e in chats],
+                         score_base, champion_adapter_dir, champion_version)
+    return report
+
+
+def _score_baselines(report: EvalReport, settings: Settings, model, tokenizer, examples: list[Example], prompts: list,
+                     score_base: bool, champion_adapter_dir: Path | None, champion_version: str | None) -> None:
+    """The base alone (adapter disabled) and the champion's adapter, on the already loaded base."""
+    started = time.perf_counter()
+
+    def run(label: str) -> None:
+        report.baselines[label] = score_metrics(model, tokenizer, examples, settings.max_seq_length, settings.batch_size)
+        for sample, output in zip(report.samples, generate(model, tokenizer, prompts, settings.max_new_tokens) if prompts else []):
+            sample[f"{label}_output"] = output
+
+    if score_base:
+        with model.disable_adapter():
+            run("base")
+    if champion_adapter_dir is not None:
+        try:
+            model.load_adapter(str(champion_adapter_dir), adapter_name="champion", is_trainable=False)
+        except (OSError, ValueError, RuntimeError, KeyError) as exc:  # another base, a broken file
+            report.notes.append(f"champion version {champion_version} not scored: its adapter does not load on this base "
+                                f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})")
+        else:
+            model.set_adapter("champion")
+            run("champion")
+            report.champion_version = champion_version
+    report.baseline_seconds = time.perf_counter() - started
+    log.info("Baselines on the same %d rows: %s (%.1fs)", len(examples),
+             "; ".join(f"{k} eval_loss={v.get('eval_loss', float('nan')):.4f}" for k, v in report.baselines.items()) or "none",
+             report.baseline_seconds)

@@ -35,7 +35,9 @@ def pick_runtime(quantization_bits: int | None) -> Runtime:
     else:
         # bf16 matmuls on most CPUs are emulated and slower than fp32; fp32 is also exact to test.
         dtype, device = "float32", "cpu"
-    quantization = {4: "nf4+double-quant (bitsandbytes)", 8: "int8 (bitsandbytes LLM.int8)", None: "none"}[quantization_bits]
+    quantization = {
+        2: "2-bit (HQQ, group 64)", 4: "nf4+double-quant (bitsandbytes)", 8: "int8 (bitsandbytes LLM.int8)", None: "none",
+    }[quantization_bits]
     return Runtime(device=device, compute_dtype=dtype, quantization=quantization)
 
 
@@ -63,14 +65,17 @@ def _disable_cpu_bf16_inference_kernel(model) -> int:
     return count
 
 
-def load_base_model(path: Path, quantization_bits: int | None, runtime: Runtime, trust_remote_code: bool = False):
+def load_base_model(
+    path: Path, quantization_bits: int | None, runtime: Runtime, trust_remote_code: bool = False, allow_pickle_weights: bool = False
+):
     import torch
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # one bar per weight file is noise in pipeline logs
     dtype = getattr(torch, runtime.compute_dtype)
-    kwargs: dict = {"dtype": dtype, "trust_remote_code": trust_remote_code, "use_safetensors": True}
+    # safetensors only unless pickles are explicitly allowed: a pickled .bin can run code on load.
+    kwargs: dict = {"dtype": dtype, "trust_remote_code": trust_remote_code, "use_safetensors": None if allow_pickle_weights else True}
     if quantization_bits == 4:
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True,
@@ -83,8 +88,53 @@ def load_base_model(path: Path, quantization_bits: int | None, runtime: Runtime,
     if quantization_bits is not None:
         kwargs["device_map"] = {"": 0} if runtime.device.startswith("cuda") else {"": "cpu"}
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    if quantization_bits is None and runtime.device.startswith("cuda"):
+    if quantization_bits in (None, 2) and runtime.device.startswith("cuda"):
         model = model.to("cuda")
+    if quantization_bits == 2:
+        quantize_hqq(model, nbits=2, device="cuda" if runtime.device.startswith("cuda") else "cpu")
+    return model
+
+
+HQQ_GROUP_SIZE = 64
+
+
+def quantize_hqq(model, nbits: int, device: str) -> int:
+    """Swap the decoder's linear layers for HQQ-quantized ones, after loading.
+
+    transformers 5's `HqqConfig` path fails at load ("QuantizationMethod.HQQ is not available
+    yet"), but hqq's own `HQQLinear` layers, swapped in afterwards, train under peft (which wraps
+    them as `HqqLoraLinear`). The output head stays in full precision, as with bitsandbytes.
+    """
+    import torch
+    from hqq.core.quantize import BaseQuantizeConfig, HQQLinear
+
+    config = BaseQuantizeConfig(nbits=nbits, group_size=HQQ_GROUP_SIZE)
+    dtype = next(model.parameters()).dtype
+    output_head = model.get_output_embeddings()
+    swapped = 0
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, torch.nn.Linear) and child is not output_head:
+                setattr(module, name, HQQLinear(child, quant_config=config, compute_dtype=dtype, device=device, del_orig=True))
+                swapped += 1
+    model.is_hqq_quantized = True
+    log.info("HQQ: %d linear layers quantized to %d bits (group size %d)", swapped, nbits, HQQ_GROUP_SIZE)
+    return swapped
+
+
+def prepare_for_training(model, gradient_checkpointing: bool):
+    """Freeze the base and set up activation checkpointing.
+
+    Instead of peft's `prepare_model_for_kbit_training`, which upcasts every non-quantized weight to
+    fp32: for LLaMA 3.1 8B that turns the 128k-vocabulary embedding and output head into 4.2 GB of
+    frozen fp32 weights on the GPU. Frozen weights stay in the compute dtype; only the trainable
+    LoRA weights are fp32 (see trainer.training).
+    """
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
     return model
 
 
@@ -92,14 +142,10 @@ def attach_lora(model, *, rank: int, alpha: int, dropout: float, target_modules:
     """Wrap `model` in a fresh LoRA adapter. The seed is set here, right before the adapter is
     created, so the same seed always gives the same initial LoRA weights."""
     import torch
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from peft import LoraConfig, get_peft_model
     from transformers import set_seed
 
-    if getattr(model, "is_quantized", False):
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
-    elif gradient_checkpointing:
-        model.gradient_checkpointing_enable()
-        model.enable_input_require_grads()
+    model = prepare_for_training(model, gradient_checkpointing)
     set_seed(seed)
     config = LoraConfig(
         r=rank,
@@ -118,10 +164,10 @@ def attach_lora(model, *, rank: int, alpha: int, dropout: float, target_modules:
 def load_adapter(model, adapter_dir: Path, trainable: bool):
     """Put a saved adapter on `model` (warm start or inference)."""
     import torch
-    from peft import PeftModel, prepare_model_for_kbit_training
+    from peft import PeftModel
 
-    if trainable and getattr(model, "is_quantized", False):
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    if trainable:
+        model = prepare_for_training(model, gradient_checkpointing=torch.cuda.is_available())
     model = PeftModel.from_pretrained(model, adapter_dir, is_trainable=trainable)
     if not torch.cuda.is_available():
         _disable_cpu_bf16_inference_kernel(model)

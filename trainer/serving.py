@@ -57,6 +57,13 @@ class AdapterChatModel(PythonModel):
         if on_gpu and bits not in (4, 8):
             model = model.to("cuda")
         self.model = PeftModel.from_pretrained(model, context.artifacts["adapter"]).eval()
+        if not on_gpu:
+            # bitsandbytes' AVX512-BF16 inference kernel computes 4-bit layers in bf16 on such CPUs,
+            # which moves logits by ~2e-2 from what evaluation measured (trainer.model turns it off
+            # there for training's sake). Off here too, so the served model is the evaluated one.
+            for module in self.model.modules():
+                if hasattr(module, "support_avx512bf16_for_cpu"):
+                    module.support_avx512bf16_for_cpu = False
         self.default_max_new_tokens = int(reference.get("max_new_tokens", 64))
 
     @staticmethod

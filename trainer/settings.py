@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from trainer.catalog import ARCHITECTURES, resolve_architecture_key
 from trainer.state import PROJECT_ROOT
@@ -51,7 +51,9 @@ class Settings(BaseModel):
     trained_artifact: str | None = Field(
         None,
         description="Optional: resume or continue fine-tuning from a previous result: a checkpoint "
-        "folder (exact continuation, e.g. after an interruption) or an adapter folder (warm start).",
+        "folder (exact continuation, e.g. after an interruption), an adapter folder (warm start), or a "
+        "registered model models:/NAME/VERSION, models:/NAME@champion or runs:/RUN_ID/model (warm start "
+        "from its adapter). Must share the base architecture and tokenizer; recorded as parent_* tags.",
     )
     base_model_architecture: str = Field(
         "tiny-llama",
@@ -94,7 +96,8 @@ class Settings(BaseModel):
         4,
         description="Bits the frozen base weights are quantized to: 4 = NF4 QLoRA with double "
         "quantization (balanced, recommended), 8 = LLM.int8 (higher accuracy, more memory), "
-        "2 = very memory efficient (HQQ, not available yet), 'none' = plain LoRA on 16/32-bit weights.",
+        "2 = very memory efficient (HQQ, group size 64; for low-end GPUs or long context, at a clear quality cost), "
+        "'none' (or 16) = plain LoRA on 16/32-bit weights.",
     )
     save_every_n_iterations: int = Field(
         10,
@@ -105,8 +108,9 @@ class Settings(BaseModel):
     random_seed: int = Field(42, ge=0, description="Seed for data order, LoRA init and dropout: same seed, same data -> same adapter.")
     artifact_backup_save_path: str | None = Field(
         None,
-        description="Where to export the final adapter with a sha256 manifest: a folder or an fsspec "
-        "URL (s3://, gs://, ...). Empty: <state>/backups.",
+        description="Where to back up the adapter, tokenizer, final checkpoint, settings and eval / data reports, "
+        "with a MANIFEST.json of sha256 and sizes, verified after the copy: a folder or an fsspec URL (s3://, gs://, "
+        "file://, memory://). Empty: <state>/backups. `llm-trainer restore` rebuilds a model from it.",
     )
 
     # --- What training needs beyond the guide ---
@@ -125,6 +129,18 @@ class Settings(BaseModel):
     lora_target_modules: list[str] | None = Field(
         None, description="Modules to adapt; empty = the architecture's default from the catalog ('all-linear' also works)."
     )
+    packing: bool = Field(
+        True,
+        description="Flatten each batch into one padding-free sequence with position ids restarting per example "
+        "(no token attends across examples). Off: per-batch padding.",
+    )
+    train_on_prompt: bool = Field(False, description="Also train on prompt tokens; by default the loss covers the answers only.")
+    eval_every_n_iterations: int | None = Field(
+        None, ge=1, description="Also score the held-out rows every N iterations during training (empty: only at the end)."
+    )
+    allow_pickle_weights: bool = Field(
+        False, description="Allow loading base weights from pickle (.bin) files; off: safetensors only, as pickles can run code."
+    )
     max_seq_length: int = Field(1024, ge=16, description="Longest example in tokens; longer rows are reported, never silently truncated.")
     eval_fraction: float = Field(0.1, ge=0, lt=1, description="Share of rows held out for evaluation, chosen by a hash of the row (stable when rows are added).")
     num_sample_generations: int = Field(3, ge=0, description="Held-out prompts answered by the trained model and logged as a table.")
@@ -132,6 +148,77 @@ class Settings(BaseModel):
     min_valid_rows: int = Field(8, ge=1, description="Stop before training when fewer rows pass the data contract.")
     max_invalid_fraction: float = Field(
         0.0, ge=0, le=1, description="Stop before training when more than this share of rows is quarantined (0: any bad row stops the run)."
+    )
+    dataset_format: Literal["chat", "sharegpt", "instruction", "prompt_completion", "text"] | None = Field(
+        None,
+        description="Force one format for every file: chat (messages), sharegpt (conversations), instruction "
+        "(instruction/input/output), prompt_completion or text. Empty: each file's format is detected from its rows; "
+        "rows of another format are quarantined as wrong_format.",
+    )
+    column_mapping: dict[str, Literal["messages", "conversations", "instruction", "input", "output", "prompt", "completion", "text"]] = Field(
+        {},
+        description="Rename CSV columns / top-level JSON fields before the format is detected, e.g. "
+        "{question: prompt, answer: completion}. A renamed field replaces one already so named.",
+    )
+    overlong_rows: Literal["warn", "quarantine"] = Field(
+        "warn",
+        description="Rows longer than max_seq_length tokens (counted with the base model's tokenizer at validation): "
+        "warn = report them with file and line, the trainer leaves them out; quarantine = quarantine them as "
+        "too_many_tokens (counted by max_invalid_fraction). Never truncated.",
+    )
+    # --- Model lifecycle: evaluation baselines, promotion, merged export, refinement ---
+    eval_data_path: Path | None = Field(
+        None,
+        description="Optional: a folder of *.jsonl / *.csv rows to evaluate on instead of the held-out split, checked "
+        "against the same data contract. The held-out rows then go back to training; rows also in the eval data are "
+        "left out of training.",
+    )
+    score_baselines: bool = Field(
+        True,
+        description="Also score the base model (no adapter) and the current champion on the same eval rows, logged as "
+        "base_eval_* and champion_eval_*, so the run shows the improvement. Costs one more base model load.",
+    )
+    promotion_metric: Literal["eval_loss", "eval_perplexity", "eval_token_accuracy"] = Field(
+        "eval_loss", description="Metric the promotion policy compares, measured on this run's eval rows for both the new version and the champion."
+    )
+    promotion_direction: Literal["minimize", "maximize"] = Field(
+        "minimize", description="Whether a lower (loss, perplexity) or a higher (token accuracy) promotion_metric is better."
+    )
+    min_improvement: float = Field(
+        0.0,
+        ge=0,
+        description="The new version becomes champion only if it beats the champion on promotion_metric by more than "
+        "this (absolute). The first version of a model always becomes champion.",
+    )
+    auto_promote: bool = Field(
+        True,
+        description="Move the `champion` alias when the promotion policy passes. Off: only record the decision on the "
+        "version; promote by hand with `llm-trainer promote`.",
+    )
+    export_merged: bool = Field(
+        False,
+        description="Also merge the adapter into the full-precision base (never into the 4-bit weights, which loses "
+        "quality) and save it as safetensors in <output_dir>/merged, backed up with the rest.",
+    )
+    train_subset_fraction: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="Train on this share of the training rows, chosen by a seeded row hash (stable when rows are "
+        "added). `llm-trainer refine` sets it for its first stage.",
+    )
+    refine_subset_fraction: float = Field(
+        0.25,
+        gt=0,
+        le=1,
+        description="`llm-trainer refine`, stage 1: the share of the training rows it trains on, at learning_rate for "
+        "max_steps. Stage 2 continues from stage 1's registered version on all rows.",
+    )
+    refine_learning_rate: float | None = Field(
+        None, gt=0, le=1, description="`llm-trainer refine`, stage 2 (all rows): its learning rate; empty = learning_rate / 10."
+    )
+    refine_max_steps: int | None = Field(
+        None, ge=1, description="`llm-trainer refine`, stage 2 (all rows): its iterations; empty = twice max_steps (or num_epochs when max_steps is empty)."
     )
     output_dir: Path | None = Field(None, description="Run outputs (checkpoints, adapter); empty = <state>/runs/<run name>.")
     registered_model_name: str | None = Field(
@@ -181,14 +268,6 @@ class Settings(BaseModel):
         if value is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", value):
             raise ValueError("use letters, digits, '.', '_' or '-' (at most 128 characters)")
         return value
-
-    @model_validator(mode="after")
-    def _cross_checks(self) -> "Settings":
-        if self.quantization_rank == 2:
-            raise ValueError(
-                "quantization_rank: 2-bit (HQQ) is not available yet; use 4 (NF4 QLoRA), 8 or none"
-            )
-        return self
 
     # --- Derived values -------------------------------------------------------------------
     @property

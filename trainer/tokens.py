@@ -76,12 +76,14 @@ def tokenize_example(tokenizer, example: Example, train_on_prompt: bool = False)
     return TokenizedExample(ids, labels)
 
 
-def tokenize_examples(tokenizer, examples: list[Example], max_seq_length: int) -> tuple[list[TokenizedExample], int]:
+def tokenize_examples(
+    tokenizer, examples: list[Example], max_seq_length: int, train_on_prompt: bool = False
+) -> tuple[list[TokenizedExample], int]:
     """Tokenize all examples. Rows longer than max_seq_length are left out and counted, never
     truncated: a truncated answer teaches the model to stop mid-sentence."""
     kept, too_long = [], 0
     for example in examples:
-        tokenized = tokenize_example(tokenizer, example)
+        tokenized = tokenize_example(tokenizer, example, train_on_prompt)
         if len(tokenized.input_ids) > max_seq_length:
             too_long += 1
             continue

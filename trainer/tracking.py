@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer import state
+from trainer.redact import redact
 from trainer.settings import Settings
 
 log = logging.getLogger("llm_trainer.tracking")
@@ -50,7 +51,9 @@ def ensure_experiment(name: str) -> str:
     if experiment is not None:
         return experiment.experiment_id
     artifact_location = None
-    if state.uses_local_tracking():
+    # Not state.uses_local_tracking(): mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI, so after
+    # the first call that would say "remote" and artifacts would land in ./mlruns of the cwd.
+    if state.tracking_uri() == state.local_tracking_uri():
         # Keep artifacts with the rest of the local state instead of ./mlruns in the cwd.
         artifact_location = (state.mlflow_artifacts_dir() / name).resolve().as_uri()
     try:
@@ -78,8 +81,15 @@ def settings_params(settings: Settings) -> dict[str, str]:
     for key, value in settings.model_dump(mode="json").items():
         if any(marker in key.lower() for marker in SECRET_MARKERS):
             continue
-        params[key] = "" if value is None else (json.dumps(value) if isinstance(value, (list, dict)) else str(value))[:6000]
+        params[key] = redact("" if value is None else (json.dumps(value) if isinstance(value, (list, dict)) else str(value)))[:6000]
     return params
+
+
+def settings_hash(settings: Settings) -> str:
+    """A short hash of every recorded setting: versions trained with the same settings share it."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(settings_params(settings), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def get_or_create_run(settings: Settings, run_key: str, run_name: str, extra_tags: dict[str, str] | None = None) -> str:
@@ -106,7 +116,7 @@ def get_or_create_run(settings: Settings, run_key: str, run_name: str, extra_tag
     c.log_batch(run_id, params=[Param(k, v) for k, v in settings_params(settings).items()])
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "settings.yaml"
-        path.write_text(settings.to_yaml(), encoding="utf-8")
+        path.write_text(redact(settings.to_yaml()), encoding="utf-8")
         c.log_artifact(run_id, str(path))
     return run_id
 
@@ -114,32 +124,62 @@ def get_or_create_run(settings: Settings, run_key: str, run_name: str, extra_tag
 def set_tags(run_id: str, tags: dict[str, Any]) -> None:
     c = client()
     for key, value in tags.items():
-        c.set_tag(run_id, key, str(value))
+        c.set_tag(run_id, key, redact(str(value)))
 
 
-def log_metrics(run_id: str, metrics: dict[str, float], step: int | None = None) -> None:
-    from mlflow.entities import Metric
+def set_parent_run(run_id: str, parent_run_id: str) -> None:
+    """Nest `run_id` under `parent_run_id` (the MLflow UI shows nested runs by this tag)."""
+    client().set_tag(run_id, "mlflow.parentRunId", parent_run_id)
+
+
+def finish_run(run_id: str, status: str = "FINISHED") -> None:
+    client().set_terminated(run_id, status)
+
+
+def run_tags(run_id: str) -> dict[str, str]:
+    return dict(client().get_run(run_id).data.tags)
+
+
+def log_metrics(run_id: str, metrics: dict[str, float], step: int | None = None, synchronous: bool = True) -> None:
     import time
 
+    from mlflow.entities import Metric
+
     now = int(time.time() * 1000)
-    client().log_batch(run_id, metrics=[Metric(k, float(v), now, step or 0) for k, v in metrics.items()])
+    batch = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()]
+    client().log_batch(run_id, metrics=batch, synchronous=synchronous)
 
 
 def metrics_sink(run_id: str):
-    """A callable the trainer reports per-step metrics to (it knows nothing of MLflow)."""
-    c = client()
-    from mlflow.entities import Metric
-    import time
+    """A callable the trainer reports per-step metrics to (it knows nothing of MLflow). Logging is
+    asynchronous so the training loop never waits on the tracking store; `flush()` at the end."""
 
     def sink(values: dict[str, float], step: int) -> None:
-        now = int(time.time() * 1000)
-        c.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in values.items()])
+        log_metrics(run_id, values, step, synchronous=False)
 
     return sink
 
 
+def flush() -> None:
+    """Wait for asynchronously logged metrics to reach the store."""
+    _mlflow().flush_async_logging()
+
+
 def log_artifact(run_id: str, path: Path, artifact_path: str | None = None) -> None:
     client().log_artifact(run_id, str(path), artifact_path)
+
+
+def log_text(run_id: str, text: str, artifact_file: str) -> None:
+    client().log_text(run_id, redact(text), artifact_file)
+
+
+def log_figure(run_id: str, figure, artifact_file: str) -> None:
+    client().log_figure(run_id, figure, artifact_file)
+
+
+def metric_history(run_id: str, key: str) -> list[tuple[int, float]]:
+    """(step, value) of every logged value of `key`, in step order."""
+    return sorted((m.step, m.value) for m in client().get_metric_history(run_id, key))
 
 
 def log_dataset(run_id: str, report, examples_count: int, context: str = "training") -> None:
@@ -178,25 +218,10 @@ def log_adapter_model(
 ):
     """Log the adapter as a pyfunc model and register it. Returns the new ModelVersion."""
     import mlflow
-    from mlflow.models.signature import ModelSignature
-    from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema
 
     _mlflow()
     with tempfile.TemporaryDirectory() as tmp:
-        reference = Path(tmp) / "base_reference.json"
-        reference.write_text(json.dumps({
-            "path": str(base_model_dir), "hub_id": hub_id, "quantization_bits": quantization_bits, "max_new_tokens": max_new_tokens,
-        }, indent=2))
-        artifacts = {"adapter": str(adapter_dir), "base_reference": str(reference)}
-        if _dir_size(base_model_dir) <= EMBED_BASE_MAX_BYTES:
-            artifacts["base_model"] = str(base_model_dir)
-        # One unnamed string column: a DataFrame with a `prompt` column, a list of prompts and a
-        # single string all pass schema enforcement (a named column would reject plain lists).
-        signature = ModelSignature(
-            inputs=Schema([ColSpec(DataType.string)]),
-            outputs=Schema([ColSpec(DataType.string)]),
-            params=ParamSchema([ParamSpec("max_new_tokens", DataType.long, max_new_tokens)]),
-        )
+        artifacts = _model_artifacts(Path(tmp), adapter_dir, base_model_dir, hub_id, quantization_bits, max_new_tokens)
         with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
             # No input_example on purpose: MLflow would load the model to run it at log time
             # (minutes for an 8B base); the round trip is tested instead.
@@ -205,13 +230,59 @@ def log_adapter_model(
                 name="model",
                 python_model=str(Path(__file__).with_name("serving.py")),
                 artifacts=artifacts,
-                signature=signature,
+                signature=_signature(max_new_tokens),
                 # Listing requirements skips MLflow's inference, which loads the model in a
                 # subprocess just to watch its imports.
                 pip_requirements=_serving_requirements(),
                 registered_model_name=registered_model_name,
             )
     return client().get_model_version(registered_model_name, str(info.registered_model_version))
+
+
+def save_adapter_model(
+    path: Path, adapter_dir: Path, base_model_dir: Path | None, hub_id: str | None, quantization_bits: int | None, max_new_tokens: int,
+) -> Path:
+    """The same pyfunc model as `log_adapter_model`, saved to a folder (no tracking server needed):
+    `mlflow.pyfunc.load_model(path)` loads it. Used by `restore`."""
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*(input example|type hints).*", category=UserWarning)
+        artifacts = _model_artifacts(Path(tmp), adapter_dir, base_model_dir, hub_id, quantization_bits, max_new_tokens)
+        mlflow.pyfunc.save_model(
+            path=str(path),
+            python_model=str(Path(__file__).with_name("serving.py")),
+            artifacts=artifacts,
+            signature=_signature(max_new_tokens),
+            pip_requirements=_serving_requirements(),
+        )
+    return Path(path)
+
+
+def _model_artifacts(tmp: Path, adapter_dir: Path, base_model_dir: Path | None, hub_id: str | None, quantization_bits: int | None,
+                     max_new_tokens: int) -> dict[str, str]:
+    reference = tmp / "base_reference.json"
+    reference.write_text(json.dumps({
+        "path": str(base_model_dir) if base_model_dir is not None else None, "hub_id": hub_id,
+        "quantization_bits": quantization_bits, "max_new_tokens": max_new_tokens,
+    }, indent=2))
+    artifacts = {"adapter": str(adapter_dir), "base_reference": str(reference)}
+    if base_model_dir is not None and Path(base_model_dir).is_dir() and _dir_size(Path(base_model_dir)) <= EMBED_BASE_MAX_BYTES:
+        artifacts["base_model"] = str(base_model_dir)
+    return artifacts
+
+
+def _signature(max_new_tokens: int):
+    from mlflow.models.signature import ModelSignature
+    from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema
+
+    # One unnamed string column: a DataFrame with a `prompt` column, a list of prompts and a
+    # single string all pass schema enforcement (a named column would reject plain lists).
+    return ModelSignature(
+        inputs=Schema([ColSpec(DataType.string)]),
+        outputs=Schema([ColSpec(DataType.string)]),
+        params=ParamSchema([ParamSpec("max_new_tokens", DataType.long, max_new_tokens)]),
+    )
 
 
 def _serving_requirements() -> list[str]:
@@ -229,7 +300,58 @@ def _serving_requirements() -> list[str]:
 def set_version_tags(name: str, version: str, tags: dict[str, Any]) -> None:
     c = client()
     for key, value in tags.items():
-        c.set_model_version_tag(name, version, key, str(value))
+        c.set_model_version_tag(name, version, key, redact(str(value)))
+
+
+def model_version(name: str, version: str):
+    """The ModelVersion (tags, aliases, run id); SettingsError naming the model when it is not there."""
+    from mlflow.exceptions import MlflowException
+
+    from trainer.settings import SettingsError
+
+    try:
+        return client().get_model_version(name, str(version))
+    except MlflowException:
+        raise SettingsError(f"{name} version {version}: not in the model registry at {redact(state.tracking_uri())}") from None
+
+
+def model_versions(name: str, limit: int | None = None) -> list:
+    """The newest `limit` versions of `name` (all by default), newest first, with their aliases
+    (search results leave aliases out, so each is read again)."""
+    c = client()
+    found = sorted(c.search_model_versions(f"name = '{name}'"), key=lambda v: int(v.version), reverse=True)[:limit]
+    return [c.get_model_version(name, str(v.version)) for v in found]
+
+
+def versions_of_run(run_id: str) -> list:
+    """The registered versions logged from `run_id` (any model name), oldest first, with aliases."""
+    from mlflow.exceptions import MlflowException
+
+    c = client()
+    try:
+        found = sorted(c.search_model_versions(f"run_id = '{run_id}'"), key=lambda v: int(v.version))
+    except MlflowException:
+        return []
+    return [c.get_model_version(v.name, str(v.version)) for v in found]
+
+
+def get_run(run_id: str):
+    from mlflow.exceptions import MlflowException
+
+    from trainer.settings import SettingsError
+
+    try:
+        return client().get_run(run_id)
+    except MlflowException:
+        raise SettingsError(f"run {run_id}: not found at {redact(state.tracking_uri())}") from None
+
+
+def latest_runs(experiment_name: str, limit: int) -> list:
+    c = client()
+    experiment = c.get_experiment_by_name(experiment_name)
+    if experiment is None:
+        return []
+    return list(c.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"], max_results=limit))
 
 
 def get_alias_version(name: str, alias: str) -> str | None:
@@ -245,6 +367,116 @@ def set_alias(name: str, alias: str, version: str) -> None:
     client().set_registered_model_alias(name, alias, version)
 
 
+def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
+    """`models:/name/3` -> (name, "3", None); `models:/name@champion` -> (name, None, "champion")."""
+    from trainer.settings import SettingsError
+
+    body = uri[len("models:/"):].strip("/")
+    if "@" in body:
+        name, _, alias = body.partition("@")
+        if name and alias and "/" not in alias:
+            return name, None, alias
+    else:
+        name, _, version = body.partition("/")
+        if name and version.isdigit():
+            return name, version, None
+    raise SettingsError(f"trained_artifact: {uri}: expected models:/NAME/VERSION or models:/NAME@ALIAS")
+
+
+def resolve_registered(uri: str) -> dict[str, str]:
+    """Lineage of a registry or run URI: parent_model, parent_version, parent_run_id (and parent_alias)."""
+    from mlflow.exceptions import MlflowException
+
+    from trainer.settings import SettingsError
+
+    c = client()
+    if uri.startswith("runs:/"):
+        run_id = uri[len("runs:/"):].split("/", 1)[0]
+        try:
+            get_run(run_id)
+        except SettingsError as exc:
+            raise SettingsError(f"trained_artifact: {uri}: {exc}") from None
+        found = versions_of_run(run_id)
+        info = {"parent_run_id": run_id}
+        if found:
+            info.update(parent_model=found[0].name, parent_version=str(found[0].version))
+        return info
+    name, version, alias = parse_model_uri(uri)
+    try:
+        mv = c.get_model_version_by_alias(name, alias) if alias else c.get_model_version(name, version)
+    except MlflowException as exc:
+        what = f"alias {alias!r}" if alias else f"version {version}"
+        raise SettingsError(f"trained_artifact: {uri}: {name} has no {what} in the registry ({exc.message.splitlines()[0]})") from None
+    info = {"parent_model": name, "parent_version": str(mv.version), "parent_run_id": mv.run_id or ""}
+    if alias:
+        info["parent_alias"] = alias
+    return info
+
+
+def model_files(uri: str, download_dir: Path) -> Path:
+    """A local folder with the files of a logged model (`models:/...`) or run artifact (`runs:/...`).
+
+    With a local artifact store the registered files are used where they are, without a copy;
+    otherwise they are downloaded into `download_dir` (once: a finished download is reused)."""
+    from mlflow.exceptions import MlflowException
+
+    from trainer.settings import SettingsError
+
+    if uri.startswith("models:/"):
+        name, version, alias = parse_model_uri(uri)
+        if alias:
+            version = str(client().get_model_version_by_alias(name, alias).version)
+        location = client().get_model_version_download_uri(name, version)
+        local = _local_path(location)
+        if local is not None and local.is_dir():
+            return local
+    done = Path(download_dir) / ".complete"
+    target = Path(download_dir) / "files"
+    if done.is_file() and target.is_dir():
+        return Path(done.read_text(encoding="utf-8"))
+    import shutil
+
+    shutil.rmtree(download_dir, ignore_errors=True)
+    target.mkdir(parents=True)
+    try:
+        local = Path(_mlflow().artifacts.download_artifacts(artifact_uri=uri, dst_path=str(target)))
+    except MlflowException as exc:
+        raise SettingsError(f"trained_artifact: {uri} could not be resolved ({exc.message.splitlines()[0]})") from None
+    done.write_text(str(local), encoding="utf-8")
+    return local
+
+
+def _local_path(location: str) -> Path | None:
+    from urllib.parse import unquote, urlparse
+
+    if location.startswith("file:"):
+        return Path(unquote(urlparse(location).path))
+    if "://" not in location and ":" not in location.split("/", 1)[0]:
+        return Path(location)
+    return None
+
+
+def find_restored_version(name: str, location: str, adapter_sha256: str) -> str | None:
+    """The version a previous `restore --register` of this backup created, if any."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        versions = client().search_model_versions(f"name = '{name}'")
+    except MlflowException:
+        return None
+    for v in sorted(versions, key=lambda v: int(v.version)):
+        if v.tags.get("restored_from") == redact(location) and v.tags.get("adapter_sha256") == adapter_sha256:
+            return str(v.version)
+    return None
+
+
+def create_run(experiment_name: str, run_name: str, tags: dict[str, str]) -> str:
+    c = client()
+    run = c.create_run(ensure_experiment(experiment_name), run_name=run_name,
+                       tags={k: redact(str(v)) for k, v in {"mlflow.runName": run_name, **tags}.items()})
+    return run.info.run_id
+
+
 def ui_command() -> str:
     uri = state.tracking_uri()
     if uri.startswith("sqlite:"):
@@ -252,21 +484,15 @@ def ui_command() -> str:
     return f"open {uri}"
 
 
-def download_model_adapter(uri: str) -> Path:
+def download_model_adapter(uri: str, download_dir: Path | None = None) -> Path:
     """The adapter folder of a logged model (`models:/name/3`, `models:/name@champion`, `runs:/id/model`)."""
-    from mlflow.exceptions import MlflowException
-
     from trainer.settings import SettingsError
 
-    mlflow = _mlflow()
-    try:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tempfile.mkdtemp(prefix="llm-trainer-artifact-")))
-    except MlflowException as exc:
-        raise SettingsError(f"trained_artifact: {uri} could not be resolved ({exc.message.splitlines()[0]})") from None
-    adapter = local / "artifacts" / "adapter"
-    if not (adapter / "adapter_config.json").is_file():
-        raise SettingsError(f"trained_artifact: {uri} is not an llm-trainer model (no artifacts/adapter in it)")
-    return adapter
+    local = model_files(uri, Path(download_dir or tempfile.mkdtemp(prefix="llm-trainer-artifact-")))
+    for adapter in (local / "artifacts" / "adapter", local):
+        if (adapter / "adapter_config.json").is_file():
+            return adapter
+    raise SettingsError(f"trained_artifact: {uri} is not an llm-trainer model (no artifacts/adapter in it)")
 
 
 def find_version_for_run(name: str, run_id: str) -> str | None:

@@ -2,9 +2,10 @@
 
 The Trainer already does what we would otherwise hand-write badly: saving every N steps,
 checkpoint rotation, and resuming with optimizer, scheduler, RNG state and data position. We add
-the glue: settings saved in every checkpoint, resume from the latest valid checkpoint of the same
-run (so a retried task continues instead of starting over), a progress bar with the loss, and a
-metrics sink the caller wires to its tracker (this module knows nothing of MLflow or Prefect).
+the glue: atomic checkpoints that carry the settings (see `hf_trainer`), resume from the latest
+complete checkpoint of the same run (so a retried task continues instead of starting over),
+packed batches, a progress bar with the loss, and a metrics sink the caller wires to its tracker
+(this module knows nothing of MLflow or Prefect).
 
 Exact resume holds with the stock Trainer only if: the seed is set before the adapter is created,
 `rng_state.pth` stays in checkpoints, `ignore_data_skip` stays off, and nothing else draws from the
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,7 +30,10 @@ from trainer.tokens import ensure_chat_template, tokenize_examples
 log = logging.getLogger("llm_trainer.training")
 MetricsSink = Callable[[dict[str, float], int], None]
 
-CHECKPOINT_FILES = ("trainer_state.json", "optimizer.pt", "scheduler.pt", "adapter_model.safetensors")
+# What a checkpoint needs for an exact resume; the marker is written last (see hf_trainer).
+CHECKPOINT_FILES = (
+    "trainer_state.json", "optimizer.pt", "scheduler.pt", "rng_state.pth", "adapter_model.safetensors", "llm_trainer_checkpoint.json",
+)
 
 
 @dataclass
@@ -44,7 +49,9 @@ class TrainResult:
     train_examples: int
     rows_too_long: int
     resumed_from: str | None
-    seconds: float
+    seconds: float  # the whole call: loading, tokenizing, training, saving
+    train_seconds: float = 0.0  # the training loop alone (Trainer.train)
+    non_padding_tokens: int = 0  # tokens the loop trained on, padding excluded
     checkpoints: list[str] = field(default_factory=list)
 
 
@@ -82,58 +89,6 @@ class _ListDataset:
         return {"input_ids": item.input_ids, "labels": item.labels}
 
 
-def _callbacks(settings: Settings, metrics_sink: MetricsSink | None, show_progress: bool):
-    from transformers import TrainerCallback
-
-    class SaveSettings(TrainerCallback):
-        """Every checkpoint carries the settings that produced it (nanoGPT does the same)."""
-
-        def on_save(self, args, state, control, **kwargs):
-            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            if folder.is_dir():
-                (folder / "llm_trainer_settings.yaml").write_text(settings.to_yaml(), encoding="utf-8")
-
-    class Metrics(TrainerCallback):
-        def __init__(self):
-            self.losses: list[float] = []
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            logs = logs or {}
-            values = {k: float(v) for k, v in logs.items() if isinstance(v, (int, float)) and k in ("loss", "learning_rate", "grad_norm", "epoch")}
-            if "loss" in values:
-                self.losses.append(values["loss"])
-                values["train_loss"] = values.pop("loss")
-            if metrics_sink is not None and values:
-                metrics_sink(values, state.global_step)
-
-    class Progress(TrainerCallback):
-        def on_train_begin(self, args, state, control, **kwargs):
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-            self.progress = Progress(
-                TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
-                TimeElapsedColumn(), TimeRemainingColumn(), transient=False,
-            )
-            self.progress.start()
-            self.task = self.progress.add_task("train", total=state.max_steps, completed=state.global_step, loss="-")
-
-        def on_step_end(self, args, state, control, **kwargs):
-            self.progress.update(self.task, completed=state.global_step)
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if logs and "loss" in logs:
-                self.progress.update(self.task, loss=f"{logs['loss']:.4f}")
-
-        def on_train_end(self, args, state, control, **kwargs):
-            self.progress.stop()
-
-    metrics = Metrics()
-    callbacks = [SaveSettings(), metrics]
-    if show_progress:
-        callbacks.append(Progress())
-    return callbacks, metrics
-
-
 def training_arguments(settings: Settings, checkpoints_dir: Path, runtime: Runtime):
     from transformers import TrainingArguments
 
@@ -159,11 +114,22 @@ def training_arguments(settings: Settings, checkpoints_dir: Path, runtime: Runti
         fp16=on_gpu and runtime.compute_dtype == "float16",
         use_cpu=not on_gpu,
         gradient_checkpointing=on_gpu,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if on_gpu else None,
         report_to="none",
         disable_tqdm=True,
         remove_unused_columns=False,
         dataloader_num_workers=0,
     )
+
+
+def _cast_trainable_to_fp32(model) -> None:
+    """One dtype for the trainable weights: peft may create LoRA weights in the compute dtype and
+    reload them as fp32 on resume, which makes a resumed run drift from an uninterrupted one."""
+    import torch
+
+    for parameter in model.parameters():
+        if parameter.requires_grad and parameter.dtype != torch.float32:
+            parameter.data = parameter.data.float()
 
 
 def train(
@@ -175,14 +141,21 @@ def train(
     warm_start_adapter: Path | None = None,
     metrics_sink: MetricsSink | None = None,
     show_progress: bool = True,
+    eval_examples: list[Example] | None = None,
+    checkpoint_meta: dict | None = None,
 ) -> TrainResult:
     """Train a LoRA adapter on `train_examples`; resume from `resume_from` or this run's latest checkpoint."""
     import torch
-    from transformers import DataCollatorForSeq2Seq, Trainer
     from transformers.trainer_callback import PrinterCallback
+
+    from trainer.hf_trainer import (
+        STAGING, CrashForTesting, MetricsCallback, PeriodicEvalCallback, PipelineTrainer, ProgressCallback, build_collator,
+    )
 
     started = time.perf_counter()
     checkpoints_dir = output_dir / "checkpoints"
+    # Leftovers of a save that was killed midway are never a checkpoint.
+    shutil.rmtree(checkpoints_dir / STAGING, ignore_errors=True)
     # A retried task (same output_dir) continues from its own latest checkpoint rather than from
     # the artifact it started with.
     own_checkpoint = latest_checkpoint(checkpoints_dir)
@@ -191,15 +164,17 @@ def train(
         raise ValueError(f"trained_artifact: {resume} is not a complete checkpoint (needs {', '.join(CHECKPOINT_FILES)})")
 
     runtime = pick_runtime(settings.quantization_bits)
-    log.info("Training on %s", runtime.describe())
+    check_gpu_memory(settings, runtime)
+    log.info("Training on %s; %s batches", runtime.describe(), "packed (padding-free)" if settings.packing else "padded")
     tokenizer = load_tokenizer(base_model_dir, settings.trust_remote_code)
     if ensure_chat_template(tokenizer):
         log.info("The base tokenizer has no chat template; using the pipeline's default template")
-    tokenized, too_long = tokenize_examples(tokenizer, train_examples, settings.max_seq_length)
+    tokenized, too_long = tokenize_examples(tokenizer, train_examples, settings.max_seq_length, settings.train_on_prompt)
     if not tokenized:
         raise ValueError(f"max_seq_length: all {len(train_examples)} training rows are longer than {settings.max_seq_length} tokens")
 
-    model = load_base_model(base_model_dir, settings.quantization_bits, runtime, settings.trust_remote_code)
+    model = load_base_model(base_model_dir, settings.quantization_bits, runtime, settings.trust_remote_code,
+                            settings.allow_pickle_weights)
     if warm_start_adapter is not None and resume is None:
         model = load_adapter(model, warm_start_adapter, trainable=True)
     else:
@@ -213,21 +188,40 @@ def train(
             seed=settings.random_seed,
             gradient_checkpointing=runtime.device.startswith("cuda"),
         )
+    _cast_trainable_to_fp32(model)
     trainable, total = trainable_parameters(model)
     log.info("LoRA: %s trainable of %s parameters (%.2f%%)", f"{trainable:,}", f"{total:,}", 100 * trainable / total)
 
-    callbacks, metrics = _callbacks(settings, metrics_sink, show_progress)
-    trainer = Trainer(
+    metrics = MetricsCallback(metrics_sink)
+    callbacks = [metrics, CrashForTesting(output_dir)]
+    if show_progress:
+        callbacks.append(ProgressCallback())
+    if settings.eval_every_n_iterations and eval_examples:
+        from trainer.evaluation import score_metrics
+
+        callbacks.append(PeriodicEvalCallback(
+            settings.eval_every_n_iterations,
+            lambda m: score_metrics(m, tokenizer, eval_examples, settings.max_seq_length, settings.batch_size),
+            metrics_sink,
+        ))
+    trainer = PipelineTrainer(
         model=model,
         args=training_arguments(settings, checkpoints_dir, runtime),
         train_dataset=_ListDataset(tokenized),
-        data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100, return_tensors="pt"),
+        data_collator=build_collator(tokenizer, settings.packing),
         callbacks=callbacks,
+        settings_yaml=settings.to_yaml(),
+        checkpoint_meta=checkpoint_meta,
     )
-    trainer.remove_callback(PrinterCallback)  # our Metrics/Progress callbacks report instead of raw dicts
+    trainer.remove_callback(PrinterCallback)  # our callbacks report instead of raw dicts
     if resume is not None:
         log.info("Resuming from checkpoint %s", resume)
+    loop_started = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
+    train_seconds = time.perf_counter() - loop_started
+    non_padding_tokens = trainer.non_padding_tokens
+    if resume is not None:
+        _cast_trainable_to_fp32(trainer.model)
 
     adapter_dir = output_dir / "adapter"
     trainer.model.save_pretrained(adapter_dir, safe_serialization=True)
@@ -249,8 +243,26 @@ def train(
         rows_too_long=too_long,
         resumed_from=str(resume) if resume is not None else None,
         seconds=time.perf_counter() - started,
+        train_seconds=train_seconds,
+        non_padding_tokens=non_padding_tokens,
         checkpoints=sorted(p.name for p in checkpoints_dir.glob("checkpoint-*")),
     )
+
+
+def check_gpu_memory(settings: Settings, runtime: Runtime) -> None:
+    """Before loading anything on CUDA: stop with advice when the estimate exceeds free memory."""
+    if not runtime.device.startswith("cuda"):
+        return
+    import torch
+
+    from trainer.memory import GIB, estimate_for_settings, fit_advice
+    from trainer.settings import SettingsError
+
+    free, _ = torch.cuda.mem_get_info()
+    estimate = estimate_for_settings(settings)
+    log.info("Memory preflight: estimated peak %.1f GiB, %.1f GiB free", estimate.total_gib, free / GIB)
+    if estimate.total_gib * GIB > free:
+        raise SettingsError(fit_advice(settings, estimate, free / GIB))
 
 
 def read_checkpoint_step(path: Path) -> int:

@@ -71,7 +71,7 @@ def test_validate_exit_codes_and_report(tmp_path):
     result = cli("validate", str(bad), "--report", str(tmp_path / "bad.json"))
     assert result.returncode == 1
     assert json.loads((tmp_path / "bad.json").read_text())["quarantined"][0] == {
-        "file": "d.jsonl", "line": 2, "reason": "blank_content", "detail": "a message's content is empty or whitespace only",
+        "file": "d.jsonl", "line": 2, "reason": "blank_content", "detail": "messages[1].content is empty or whitespace only",
         "raw": json.dumps(chat("q2", " ")), "raw_base64": None,
     }
     missing = cli("validate", str(tmp_path / "missing"))

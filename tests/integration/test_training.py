@@ -13,7 +13,7 @@ from trainer.settings import load_settings
 from trainer.training import latest_checkpoint, train
 
 
-@pytest.mark.parametrize("bits", [4, 8])
+@pytest.mark.parametrize("bits", [2, 4, 8])
 def test_lora_still_learns_after_an_eval_forward(tiny_model_dir, bits):
     """bitsandbytes on AVX512-BF16 CPUs switches 4-bit layers to an inference-only kernel after a
     no-grad forward; afterwards LoRA weights would silently get no gradient."""

@@ -62,7 +62,6 @@ def test_set_flags_parse_yaml_scalars():
         ("demo", ["quantization_rank=3"], "quantization_rank: must be 2, 4, 8 or none"),
         ("demo", ["training_data_path=/no/such/dir"], "training_data_path: /no/such/dir does not exist"),
         ("demo", ["base_model_architecture=gpt-17"], "base_model_architecture: unknown architecture 'gpt-17'"),
-        ("demo", ["quantization_rank=2"], "2-bit (HQQ) is not available yet"),
         ("demo", ["learning_rate"], "expected KEY=VALUE"),
     ],
 )

@@ -1,0 +1,139 @@
+"""The deployments of prefect.yaml against real servers, driven the way a user drives them.
+
+One stack for the module (tests/e2e/conftest.py): `prefect server start`, `mlflow server` (sqlite,
+local artifact root) on free 127.0.0.1 ports, a process work pool, `prefect deploy --all` and
+`prefect worker start`. Results are read back through the MLflow server's REST API only.
+Each test uses its own registered model name.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+
+from tests.e2e.api import metrics, params, tags
+from tests.e2e.helpers import LEAN, deployment_settings, flow_run_id, set_flags, settings_json
+from tests.e2e.servers import WORK_POOL
+
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("logs_on_failure")]
+
+
+def when(timestamp: str) -> datetime:
+    return datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+
+
+@pytest.mark.timeout(300)
+def test_adhoc_deployment_run_is_recorded_and_registered(stack, mlflow_api):
+    name = "e2e-adhoc"
+    settings = {**deployment_settings("adhoc"), **LEAN, "registered_model_name": name}
+    out = stack.cli("prefect", "deployment", "run", "llm-trainer/adhoc", "--params", settings_json(settings), "--watch",
+                    timeout=240)
+    assert "Flow run finished successfully in 'Completed'" in out.stdout
+    run = mlflow_api.run_for_flow_run(flow_run_id(out.stdout))
+    run_id = run["info"]["run_id"]
+    assert run["info"]["status"] == "FINISHED"
+
+    # The parameters reached the settings model on the worker and were recorded as given.
+    p = params(run)
+    assert p["registered_model_name"] == name and p["max_steps"] == "4" and p["learning_rate"] == "0.003"
+    assert p["running_on"] == WORK_POOL and p["training_data_path"] == "examples/data/customer-support/chat"
+    t = tags(run)
+    assert t["running_on"] == WORK_POOL and t["device"] == "cpu" and t["quantization"].startswith("nf4")
+    # The worker ran in the stack's state folder (the worker's environment reached the flow run).
+    assert t["output_dir"].startswith(str(stack.root / "state" / "runs"))
+    assert len(mlflow_api.metric_history(run_id, "train_loss")) == 4
+    m = metrics(run)
+    assert m["eval_loss"] > 0 and m["rows_valid"] == 360
+
+    (version,) = mlflow_api.versions(name)
+    assert version["version"] == "1" and version["run_id"] == run_id and version["status"] == "READY"
+    assert mlflow_api.alias(name, "champion") == "1"
+    assert tags(mlflow_api.version(name, "1"))["data_fingerprint"] == t["data_fingerprint"]
+
+
+@pytest.mark.timeout(120)
+def test_bad_settings_are_refused_when_the_run_is_created(stack):
+    base = deployment_settings("adhoc")
+    # prefect deployment run: the server checks the deployment's schema (enforce_parameter_schema).
+    out = stack.cli("prefect", "deployment", "run", "llm-trainer/adhoc", "--params", settings_json(base, learning_rate=5),
+                    check=False, timeout=60)
+    message = " ".join(out.stdout.split())
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "Validation failed for field 'settings.learning_rate'. Failure reason: 5 is greater than the maximum of 1.0" in message
+    out = stack.cli("prefect", "deployment", "run", "llm-trainer/adhoc", "--params", settings_json(base, lerning_rate=0.1),
+                    check=False, timeout=60)
+    assert out.returncode == 1 and "'lerning_rate' was unexpected" in " ".join(out.stdout.split())
+    # llm-trainer submit / run: the CLI's own one-line messages, before anything reaches Prefect.
+    out = stack.cli("llm-trainer", "submit", "llm-trainer/adhoc", "--set", "learning_rate=5", check=False, timeout=60)
+    assert out.returncode == 2
+    assert out.stderr.strip() == "error: learning_rate: Input should be less than or equal to 1 (got 5)"
+    out = stack.cli("llm-trainer", "run", "--set", "running_on=gpu-pool-that-is-not-there", check=False, timeout=60)
+    assert out.returncode == 1 and out.stderr.strip().startswith(
+        "error: running_on: no llm-trainer deployment on work pool 'gpu-pool-that-is-not-there'")
+
+
+@pytest.mark.timeout(300)
+def test_scheduled_retraining_continues_from_the_champion(stack, mlflow_api):
+    name = "e2e-retrain"
+    scheduled = deployment_settings("scheduled-retraining")
+    assert scheduled["trained_artifact"].endswith("@champion") and scheduled["min_improvement"] == 0.0
+    champion_uri = f"models:/{name}@champion"
+    lean = {**LEAN, "score_baselines": True, "registered_model_name": name}  # the policy scores the champion
+
+    # The model's first version: the scheduled settings, minus the champion it cannot have yet.
+    first = stack.cli("llm-trainer", "submit", "llm-trainer/scheduled-retraining", *set_flags(**lean, trained_artifact=None),
+                      "--watch", timeout=240)
+    assert mlflow_api.alias(name, "champion") == "1"
+    first_run = mlflow_api.run_for_flow_run(first.stdout.strip())
+
+    # The scheduled run itself: only the model name and length changed, so it starts from models:/NAME@champion.
+    second = stack.cli("llm-trainer", "submit", "llm-trainer/scheduled-retraining",
+                       *set_flags(**lean, trained_artifact=champion_uri), "--watch", timeout=240)
+    run = mlflow_api.run_for_flow_run(second.stdout.strip())
+    p, t = params(run), tags(run)
+    assert p["trained_artifact"] == champion_uri and t["trained_artifact"] == champion_uri
+    assert p["learning_rate"] == str(scheduled["learning_rate"]) and p["min_improvement"] == "0.0"
+    versions = mlflow_api.versions(name)
+    assert [v["version"] for v in versions] == ["1", "2"] and versions[1]["run_id"] == run["info"]["run_id"]
+    v2 = tags(mlflow_api.version(name, "2"))
+    # Lineage: warm-started from the version the alias pointed to, recorded on the run and the version.
+    for lineage in (t, v2):
+        assert lineage["parent_model"] == name and lineage["parent_version"] == "1"
+        assert lineage["parent_run_id"] == first_run["info"]["run_id"]
+    # Promotion followed the policy: both scored on this run's eval rows, champion moved only if better.
+    m = metrics(run)
+    improvement = m["champion_eval_loss"] - m["eval_loss"]
+    promoted = improvement > scheduled["min_improvement"]
+    assert v2["promotion_decision"] == ("promoted" if promoted else "kept_champion"), v2
+    assert mlflow_api.alias(name, "champion") == ("2" if promoted else "1")
+    assert mlflow_api.alias(name, "challenger") == "2"
+
+
+@pytest.mark.timeout(300)
+def test_two_runs_at_once_are_serialised_and_both_registered(stack, mlflow_api, prefect_api):
+    name = "e2e-concurrent"
+    settings = {**deployment_settings("adhoc"), **LEAN, "registered_model_name": name}
+    # One run with `prefect deployment run`, one with `llm-trainer run --set running_on=POOL`
+    # (PREFECT_API_URL is set: it submits to the deployment on that pool and returns).
+    by_prefect = stack.popen("prefect", "deployment", "run", "llm-trainer/adhoc", "--params", settings_json(settings),
+                             name="concurrent-prefect")
+    by_cli = stack.cli("llm-trainer", "run", "--preset", "demo", *set_flags(**LEAN, registered_model_name=name,
+                                                                           running_on=WORK_POOL), timeout=60)
+    assert "Submitted flow run" in by_cli.stderr and "to llm-trainer/adhoc on work pool 'llm-trainer'" in by_cli.stderr
+    assert by_prefect.proc.wait(timeout=60) == 0, by_prefect.tail()
+    ids = [flow_run_id(by_prefect.log.read_text()), flow_run_id(by_cli.stderr)]
+
+    finished = prefect_api.wait(ids, timeout=220)
+    assert {r["state"]["type"] for r in finished.values()} == {"COMPLETED"}, {i: r["state"] for i, r in finished.items()}
+    # concurrency_limit 1: one run waited for the other's slot, and they did not overlap.
+    first, second = sorted(finished.values(), key=lambda r: when(r["start_time"]))
+    assert when(second["start_time"]) >= when(first["end_time"])
+    assert any("AwaitingConcurrencySlot" in prefect_api.states(r["id"]) for r in finished.values())
+
+    # Both recorded, each registered exactly once: versions 1 and 2, from the two runs.
+    run_ids = {mlflow_api.run_for_flow_run(i)["info"]["run_id"] for i in ids}
+    assert len(run_ids) == 2
+    versions = mlflow_api.versions(name)
+    assert [v["version"] for v in versions] == ["1", "2"]
+    assert {v["run_id"] for v in versions} == run_ids

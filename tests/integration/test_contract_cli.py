@@ -1,0 +1,125 @@
+"""`llm-trainer validate` as a user runs it: a real subprocess, its table, report and exit codes."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import chat, write_jsonl
+
+CLI = [str(Path(sys.executable).with_name("llm-trainer"))]
+
+
+def validate(*args, timeout=120):
+    env = {**os.environ, "COLUMNS": "200"}  # rich wraps tables to 80 columns when not on a terminal
+    return subprocess.run(CLI + ["validate", *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def one_error_line(result) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    return lines[0]
+
+
+def test_counts_table_report_and_exit_one(tmp_path):
+    data = tmp_path / "data"
+    write_jsonl(data / "chat" / "a.jsonl", [chat("q1", "a1"), chat("q2", ""), chat("q3", "a3"), "{broken"])
+    (data / "b.csv").write_text("instruction,output\nsay hi,hi\nsay bye\n", encoding="utf-8")
+    (data / "README.md").write_text("about the data")
+    report = tmp_path / "out" / "report.json"
+    result = validate(data, "--report", report)
+    assert result.returncode == 1, result.stderr
+    table = result.stdout
+    assert "3/6 rows valid, 3 quarantined" in table
+    assert "│ b.csv        │ instruction │    2 │     1 │           1 │ ragged_row ×1" in table, table
+    assert "│ chat/a.jsonl │ chat        │    4 │     2 │           2 │ blank_content ×1, invalid_json ×1" in table, table
+    assert "chat/a.jsonl:2  blank_content: messages[1].content is empty or whitespace only" in table
+    assert "ignored (not *.jsonl / *.csv): README.md" in table
+    saved = json.loads(report.read_text())
+    assert (saved["rows_total"], saved["rows_valid"], saved["rows_quarantined"], saved["format"]) == (6, 3, 3, "chat+instruction")
+    assert [(f["path"], f["format"], f["rows_total"], f["rows_valid"], f["rows_quarantined"]) for f in saved["files"]] == [
+        ("b.csv", "instruction", 2, 1, 1), ("chat/a.jsonl", "chat", 4, 2, 2)]
+    assert [(q["file"], q["line"], q["reason"]) for q in saved["quarantined"]] == [
+        ("b.csv", 3, "ragged_row"), ("chat/a.jsonl", 2, "blank_content"), ("chat/a.jsonl", 4, "invalid_json")]
+    quarantine = tmp_path / "out" / "report.quarantine.jsonl"
+    assert saved["quarantine_path"] == str(quarantine) and len(quarantine.read_text().splitlines()) == 3
+
+
+def test_all_valid_exits_zero_and_forced_formats_and_mappings(tmp_path):
+    data = tmp_path / "data"
+    (data).mkdir()
+    (data / "qa.csv").write_text("question,answer\nwhat?,this.\nwhy?,because.\n", encoding="utf-8")
+    unmapped = validate(data)
+    assert unmapped.returncode == 1 and "missing_header" in unmapped.stdout
+    mapped = validate(data, "--map", "question=prompt", "--map", "answer=completion")
+    assert mapped.returncode == 0, mapped.stdout + mapped.stderr
+    assert "2/2 rows valid, 0 quarantined (format prompt_completion" in mapped.stdout
+    forced = validate(data, "--map", "question=prompt", "--map", "answer=completion", "--format", "chat")
+    assert forced.returncode == 1 and "wrong_format ×2" in forced.stdout
+
+
+@pytest.fixture(scope="module")
+def tokenizer_folder(tmp_path_factory) -> Path:
+    from trainer.tiny import build_tokenizer
+
+    folder = tmp_path_factory.mktemp("tokenizer")
+    build_tokenizer().save_pretrained(folder)
+    (folder / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    return folder
+
+
+def test_token_check_with_a_local_tokenizer(tmp_path, tokenizer_folder):
+    data = tmp_path / "data"
+    write_jsonl(data / "d.jsonl", [chat("short", "ok"), chat("long " * 50, "answer " * 50)])
+    warned = validate(data, "--max-seq-length", 40, "--model", tokenizer_folder, "--report", tmp_path / "w.json")
+    assert warned.returncode == 0, warned.stdout + warned.stderr
+    assert "1 rows over 40 (training leaves them out)" in warned.stdout and "d.jsonl:2 " in warned.stdout
+    assert json.loads((tmp_path / "w.json").read_text())["overlong"][0]["line"] == 2
+    quarantined = validate(data, "--max-seq-length", 40, "--model", tokenizer_folder, "--overlong", "quarantine")
+    assert quarantined.returncode == 1 and "d.jsonl:2  too_many_tokens:" in quarantined.stdout
+
+
+def _broken_link(data: Path) -> None:
+    write_jsonl(data / "ok.jsonl", [chat("q", "a")])
+    (data / "gone.jsonl").symlink_to(data / "nowhere.jsonl")
+
+
+def _mixed(data: Path) -> None:
+    write_jsonl(data / "a.jsonl", [chat("q", "a")])
+    write_jsonl(data / "b.jsonl", [{"text": "plain"}])
+
+
+def _empty_files(data: Path) -> None:
+    (data / "a.jsonl").write_text("\n\n")
+    (data / "b.csv").write_text("")
+
+
+@pytest.mark.parametrize(
+    "setup, args, needle",
+    [
+        (None, [], "does not exist"),
+        (lambda d: (d / "README.md").write_text("x"), [], "no *.jsonl or *.csv files found (subfolders included) (ignored: README.md)"),
+        (_empty_files, [], "the data files hold no rows"),
+        (_mixed, [], "mixes formats that train differently (a.jsonl is chat but b.jsonl is text)"),
+        (_broken_link, [], "gone.jsonl: unreadable (a broken link)"),
+        (_mixed, ["--format", "csv"], "--format: Input should be 'chat', 'sharegpt', 'instruction', 'prompt_completion' or 'text'"),
+        (_mixed, ["--map", "question"], "--map 'question': expected SOURCE=TARGET"),
+        (_mixed, ["--map", "question=answer"], "--map question: Input should be"),
+        (_mixed, ["--report", "DATA/report.json"], "inside the data folder"),
+        (_mixed, ["--max-seq-length", "64", "--model", "gpt-17"], "--model: unknown architecture 'gpt-17'"),
+    ],
+    ids=["missing", "no-data-files", "no-rows", "mixed-formats", "broken-link", "bad-format", "bad-map", "bad-map-target",
+         "report-in-data", "bad-model"],
+)
+def test_unusable_input_exits_two_with_one_line(tmp_path, setup, args, needle):
+    data = tmp_path / "data"
+    if setup is not None:
+        data.mkdir()
+        setup(data)
+    result = validate(data, *[str(a).replace("DATA", str(data)) for a in args], timeout=60)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert needle in one_error_line(result)

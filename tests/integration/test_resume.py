@@ -1,0 +1,62 @@
+"""Exact resume: a run killed with SIGKILL and resumed equals the uninterrupted run."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.conftest import REPO
+
+TOTAL = 12
+
+
+def _run(output_dir: Path, crash_at: int | None = None, crash_during_save: int | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("LLM_TRAINER_CRASH_AT_STEP", None)
+    if crash_at:
+        env.update(LLM_TRAINER_CRASH_AT_STEP=str(crash_at), LLM_TRAINER_CRASH_MODE="kill")
+    if crash_during_save:
+        env["LLM_TRAINER_CRASH_DURING_SAVE_AT_STEP"] = str(crash_during_save)
+    return subprocess.run([sys.executable, str(REPO / "tests/integration/train_worker.py"), str(output_dir), str(TOTAL)],
+                          env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, tiny_model_dir):
+    out = tmp_path_factory.mktemp("uninterrupted")
+    result = _run(out)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return out
+
+
+# 5: killed between saves (resume from 3); 9: killed on a save step before the save (resume from 6),
+# after the epoch boundary at 6; "save-6": killed while checkpoint-6 was being written (resume from 3).
+@pytest.mark.parametrize("kill_at, resume_step", [(5, 3), (9, 6), ("save-6", 3)])
+def test_sigkill_then_resume_equals_uninterrupted(tmp_path, uninterrupted, kill_at, resume_step):
+    crash = {"crash_during_save": int(kill_at[5:])} if isinstance(kill_at, str) else {"crash_at": kill_at}
+    killed = _run(tmp_path, **crash)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert not (tmp_path / "adapter").exists()
+    checkpoints = sorted(p.name for p in (tmp_path / "checkpoints").glob("checkpoint-*"))
+    assert checkpoints[-1] == f"checkpoint-{resume_step}"  # a half-written checkpoint never looks complete
+    resumed = _run(tmp_path, **crash)  # each crash fires once per folder; this run resumes
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    info = json.loads((tmp_path / "losses.json").read_text())
+    assert info["resumed_from"].endswith(f"checkpoint-{resume_step}")
+
+    reference = load_file(uninterrupted / "adapter" / "adapter_model.safetensors")
+    final = load_file(tmp_path / "adapter" / "adapter_model.safetensors")
+    assert reference.keys() == final.keys()
+    assert max((reference[k] - final[k]).abs().max().item() for k in reference) <= 1e-6
+
+    expected = json.loads((uninterrupted / "losses.json").read_text())["losses"]
+    after = {step: loss for step, loss in info["losses"].items() if int(step) > resume_step}
+    assert sorted(after, key=int) == [str(s) for s in range(resume_step + 1, TOTAL + 1)]
+    for step, loss in after.items():
+        assert loss == pytest.approx(expected[step], abs=1e-6), step

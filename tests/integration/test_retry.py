@@ -1,0 +1,44 @@
+"""A transient crash in the train task: Prefect retries it, and the retry resumes from the flow
+run's latest checkpoint and ends with the same adapter as an uninterrupted run."""
+
+from pathlib import Path
+
+import mlflow
+from safetensors.torch import load_file
+
+from tests.conftest import DEMO_DATA
+from trainer import state
+from trainer.contracts import validate_dataset
+from trainer.data import split_examples
+from trainer.settings import load_settings
+from trainer.tiny import ensure_tiny_model
+from trainer.training import train
+
+SETS = ["max_steps=8", "save_every_n_iterations=3", "batch_size=4", "eval_fraction=0.1", "element_name=Retry Test",
+        "num_sample_generations=1"]
+
+
+def test_train_task_retry_resumes_from_checkpoint(prefect_server, tiny_model_dir, tmp_path, monkeypatch):
+    from flows.pipeline import llm_trainer
+
+    settings = load_settings("demo", None, SETS)
+    monkeypatch.setenv("LLM_TRAINER_CRASH_AT_STEP", "5")
+    monkeypatch.setenv("LLM_TRAINER_CRASH_MODE", "raise")
+    summary = llm_trainer(settings)
+    monkeypatch.delenv("LLM_TRAINER_CRASH_AT_STEP")
+
+    client = mlflow.MlflowClient(state.tracking_uri())
+    run = client.get_run(summary.mlflow_run_id)
+    assert run.data.tags["resumed_from"].endswith("checkpoint-3")  # the retry continued, not restarted
+    output_dir = Path(run.data.tags["output_dir"])
+    assert (output_dir / ".crashed-at-step-5").exists()  # the crash did happen
+
+    # The same training without a crash, straight through.
+    _, examples = validate_dataset(DEMO_DATA)
+    train_rows, _ = split_examples(examples, settings.eval_fraction, settings.random_seed)
+    reference_dir = tmp_path / "reference"
+    train(settings.model_copy(update={"output_dir": reference_dir}), ensure_tiny_model(), train_rows, reference_dir,
+          show_progress=False)
+    expected = load_file(reference_dir / "adapter" / "adapter_model.safetensors")
+    retried = load_file(output_dir / "adapter" / "adapter_model.safetensors")
+    assert max((expected[k] - retried[k]).abs().max().item() for k in expected) <= 1e-6

@@ -1,0 +1,138 @@
+"""Restore a model from a backup, without MLflow: verify, copy, rebuild a loadable model folder.
+
+1. `verify` the backup: every file of MANIFEST.json is re-read and hashed; a missing or changed
+   file stops the restore with BackupError naming it (an incomplete backup is never restored).
+2. Copy the files to `<destination>/files/` and check each copy's hash again.
+3. Rebuild `<destination>/model/`: the same MLflow pyfunc model the registry holds (adapter and
+   tokenizer, base reference, and the base weights when the backup carries them), so
+   `mlflow.pyfunc.load_model("<destination>/model")` answers prompts on any machine.
+4. With `register`, log it again to the tracking server and register it (tags from the manifest,
+   plus `restored_from`); restoring the same backup twice registers it once.
+
+`<destination>/files/checkpoint/` is the final checkpoint: `trained_artifact` pointed at it
+continues training exactly where the backed-up run stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from trainer.backup import BackupError, BackupManifest, verify
+
+log = logging.getLogger("llm_trainer.restore")
+
+
+@dataclass
+class RestoredModel:
+    location: str
+    files_dir: Path
+    model_dir: Path
+    manifest: BackupManifest
+    registered_name: str | None = None
+    registered_version: str | None = None
+    aliases: list[str] = field(default_factory=list)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fetch(location: str, manifest: BackupManifest, files_dir: Path) -> Path:
+    """Copy every manifest file to `files_dir`, checking each copy against its sha256."""
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(location)
+    root = root.rstrip("/")
+    if files_dir.exists():
+        shutil.rmtree(files_dir)
+    for relative, entry in manifest.files.items():
+        target = files_dir / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fs.get_file(f"{root}/{relative}", str(target))
+        if _sha256(target) != entry["sha256"]:
+            raise BackupError(f"{location}: {relative} changed while it was being restored")
+    (files_dir / "MANIFEST.json").write_text(json.dumps({"location": manifest.location, "metadata": manifest.metadata,
+                                                         "files": manifest.files}, indent=2), encoding="utf-8")
+    return files_dir
+
+
+def base_for(files_dir: Path) -> tuple[Path | None, dict]:
+    """The base weights to serve the adapter on: the ones in the backup, else the recorded path."""
+    reference_file = files_dir / "model" / "base_reference.json"
+    reference = json.loads(reference_file.read_text(encoding="utf-8")) if reference_file.is_file() else {}
+    if (files_dir / "base_model" / "config.json").is_file():
+        return files_dir / "base_model", reference
+    recorded = reference.get("path")
+    if recorded and (Path(recorded) / "config.json").is_file():
+        return Path(recorded), reference
+    if reference.get("hub_id"):
+        return None, reference  # served from the Hugging Face cache / hub by its id
+    raise BackupError(
+        f"the backup holds no base model weights and its base ({recorded or 'not recorded'}) is not on this machine; "
+        "put the base model there or back up with a base small enough to embed"
+    )
+
+
+def restore(location: str, destination: Path, register: bool = False, name: str | None = None,
+            experiment_name: str = "llm-trainer") -> RestoredModel:
+    from trainer import tracking
+
+    manifest = verify(location)
+    destination = Path(destination).resolve()
+    files_dir = fetch(location, manifest, destination / "files")
+    adapter_dir = files_dir / "adapter"
+    if not (adapter_dir / "adapter_config.json").is_file():
+        raise BackupError(f"{location}: no adapter/ in this backup; nothing to restore a model from")
+    base_dir, reference = base_for(files_dir)
+    model_dir = destination / "model"
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
+    bits = reference.get("quantization_bits")
+    max_new_tokens = int(reference.get("max_new_tokens") or 64)
+    tracking.save_adapter_model(model_dir, adapter_dir, base_dir, reference.get("hub_id"), bits, max_new_tokens)
+    restored = RestoredModel(location=location, files_dir=files_dir, model_dir=model_dir, manifest=manifest)
+    if register:
+        _register(restored, adapter_dir, base_dir, reference, bits, max_new_tokens, name, experiment_name)
+    return restored
+
+
+def _register(restored: RestoredModel, adapter_dir: Path, base_dir: Path | None, reference: dict, bits, max_new_tokens: int,
+              name: str | None, experiment_name: str) -> None:
+    from trainer import tracking
+    from trainer.promotion import CHAMPION, move_alias
+
+    metadata = restored.manifest.metadata
+    name = name or str(metadata.get("model") or "")
+    if not name:
+        raise BackupError(f"{restored.location}: the manifest names no model; pass --name")
+    adapter_sha = str(restored.manifest.files.get("adapter/adapter_model.safetensors", {}).get("sha256", ""))
+    version = tracking.find_restored_version(name, restored.location, adapter_sha)
+    if version is None:
+        backup_name = restored.location.rstrip("/").rsplit("/", 1)[-1]
+        run_id = tracking.create_run(str(metadata.get("experiment_name") or experiment_name), f"restore-{backup_name}", {
+            "llm_trainer.kind": "restore", "restored_from": restored.location,
+            "base_model_architecture": metadata.get("base_model_architecture", ""),
+        })
+        version = str(tracking.log_adapter_model(run_id, adapter_dir, base_dir, reference.get("hub_id"), bits, max_new_tokens, name).version)
+        keep = ("data_fingerprint", "contract_version", "settings_hash", "base_model_architecture", "eval_loss",
+                "eval_perplexity", "eval_token_accuracy", "parent_model", "parent_version", "parent_run_id")
+        tracking.set_version_tags(name, version, {
+            **{k: metadata[k] for k in keep if metadata.get(k) not in (None, "")},
+            "restored_from": restored.location, "adapter_sha256": adapter_sha,
+            "restored_from_version": metadata.get("version", ""), "restored_from_run": metadata.get("mlflow_run_id", ""),
+        })
+        tracking.finish_run(run_id)
+        if tracking.get_alias_version(name, CHAMPION) is None:
+            # An empty registry (the store was lost): the restored model is all there is to serve.
+            move_alias(name, version, CHAMPION, "restore", f"restored from {restored.location}; the model had no champion")
+    restored.registered_name, restored.registered_version = name, version
+    restored.aliases = list(tracking.model_version(name, version).aliases)
