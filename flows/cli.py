@@ -41,7 +41,10 @@ def run(
     preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Start from a preset (see `llm-trainer presets`)."),
     sets: list[str] = typer.Option([], "--set", "-s", help="Override one setting: KEY=VALUE (repeatable)."),
 ) -> None:
-    """Run the whole pipeline. No arguments: the `demo` preset (tiny local model, bundled data)."""
+    """Run the whole pipeline. No arguments: the `demo` preset (tiny local model, bundled data).
+
+    With running_on=POOL and PREFECT_API_URL set, the run goes to the llm-trainer deployment on that work pool instead
+    (see `submit` and docs/operations.md)."""
     from trainer.settings import SettingsError
 
     settings = _load(preset, config, sets)

@@ -188,7 +188,14 @@ async def _submit(find_deployment, settings_for, watch: bool, timeout: int | Non
     if not watch:
         echo(f"Follow it: prefect flow-run watch {flow_run.id}   (or the Prefect UI)")
         return submitted
-    finished = await _watch(flow_run.id, timeout)
+    from prefect.exceptions import FlowRunWaitTimeout, FlowRunWatchError
+
+    try:
+        finished = await _watch(flow_run.id, timeout)
+    except FlowRunWaitTimeout:
+        raise SubmitError(f"flow run {flow_run.name} still running after {timeout}s; follow it: prefect flow-run watch {flow_run.id}") from None
+    except FlowRunWatchError as exc:
+        raise SubmitError(f"lost track of flow run {flow_run.name} ({exc}); follow it: prefect flow-run watch {flow_run.id}") from None
     state = finished.state
     submitted.final_state = state.name if state is not None else "unknown"
     submitted.message = " ".join((state.message or "").split()) if state is not None else ""

@@ -4,6 +4,7 @@ on free 127.0.0.1 ports, each in its own session, stopped by process group.
 Usable on its own too (what docs/operations.md does by hand):
 
     with Stack.start(tmp_dir) as stack:
+        stack.create_pool()
         stack.cli("prefect", "--no-prompt", "deploy", "--all")
         stack.start_worker()
         stack.cli("prefect", "deployment", "run", "llm-trainer/adhoc", "--watch")

@@ -3,8 +3,6 @@ valid settings, `running_on` is their work pool, and settings sent to a worker a
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import yaml
 
@@ -80,8 +78,18 @@ def test_run_with_running_on_and_no_prefect_api_trains_here_and_says_so(monkeypa
         "running_on=phx-node-02: PREFECT_API_URL is not set, so this run trains here, in this process")
 
 
-def test_operations_doc_commands_name_real_deployments_and_settings():
+def test_operations_doc_commands_name_real_commands_deployments_and_settings():
+    import re
+
+    from flows.cli import app
+    from trainer.settings import Settings
+
     text = (REPO / "docs" / "operations.md").read_text()
     for name in DEPLOYMENTS:
         assert f"llm-trainer/{name}" in text
-    assert Path(REPO / "README.md").read_text().count("docs/operations.md") >= 1
+    commands = {c.name or c.callback.__name__ for c in app.registered_commands}
+    used = re.findall(r"^llm-trainer (\w+)", text, flags=re.M)
+    assert used and set(used) <= commands, set(used) - commands
+    keys = set(re.findall(r"--set (\w+)=", text))
+    assert keys and keys <= set(Settings.model_fields), keys - set(Settings.model_fields)
+    assert "docs/operations.md" in (REPO / "README.md").read_text()

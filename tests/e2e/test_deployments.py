@@ -53,7 +53,7 @@ def test_adhoc_deployment_run_is_recorded_and_registered(stack, mlflow_api):
 
 
 @pytest.mark.timeout(120)
-def test_bad_settings_are_refused_when_the_run_is_created(stack):
+def test_bad_settings_are_refused_when_the_run_is_created(stack, prefect_api):
     base = deployment_settings("adhoc")
     # prefect deployment run: the server checks the deployment's schema (enforce_parameter_schema).
     out = stack.cli("prefect", "deployment", "run", "llm-trainer/adhoc", "--params", settings_json(base, learning_rate=5),
@@ -71,6 +71,15 @@ def test_bad_settings_are_refused_when_the_run_is_created(stack):
     out = stack.cli("llm-trainer", "run", "--set", "running_on=gpu-pool-that-is-not-there", check=False, timeout=60)
     assert out.returncode == 1 and out.stderr.strip().startswith(
         "error: running_on: no llm-trainer deployment on work pool 'gpu-pool-that-is-not-there'")
+    # A folder that only the worker can check: submitted with a note, then the run fails on the
+    # worker before any stage, its state message naming the setting. (--timeout 1: stop watching.)
+    out = stack.cli("llm-trainer", "submit", "--set", "training_data_path=examples/nope", "--watch", "--timeout", "1",
+                    check=False, timeout=60)
+    assert "note: training_data_path: examples/nope is not here; it must exist on the worker" in out.stderr
+    assert out.returncode == 1 and "still running after 1s; follow it: prefect flow-run watch" in out.stderr
+    (failed,) = prefect_api.wait([flow_run_id(out.stderr)], timeout=60).values()
+    assert failed["state"]["type"] == "FAILED"
+    assert "settings.training_data_path: Value error, examples/nope does not exist" in failed["state"]["message"]
 
 
 @pytest.mark.timeout(300)
