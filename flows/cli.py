@@ -35,6 +35,23 @@ def _load(preset: Optional[str], config: Optional[Path], sets: list[str]):
         _fail(str(exc))
 
 
+def _load_for_training(preset: Optional[str], config: Optional[Path], sets: list[str]):
+    """Settings for a training command: loaded, training data required, quiet environment set."""
+    import logging
+
+    from trainer.settings import SettingsError
+    from trainer.state import apply_environment_defaults
+
+    settings = _load(preset, config, sets)
+    try:
+        settings.require_training_data()
+    except SettingsError as exc:
+        _fail(str(exc))
+    apply_environment_defaults()
+    logging.getLogger("llm_trainer").setLevel(logging.INFO)
+    return settings
+
+
 @app.command()
 def run(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML file of settings (may name a `preset:`)."),
@@ -45,22 +62,9 @@ def run(
 
     With running_on=POOL and PREFECT_API_URL set, the run goes to the llm-trainer deployment on that work pool instead
     (see `submit` and docs/operations.md)."""
-    from trainer.settings import SettingsError
-
-    settings = _load(preset, config, sets)
-    try:
-        settings.require_training_data()
-    except SettingsError as exc:
-        _fail(str(exc))
-
-    from trainer.state import apply_environment_defaults
-
-    apply_environment_defaults()
+    settings = _load_for_training(preset, config, sets)
     if settings.running_on != "local" and _submitted_to_running_on(settings):
         return
-    import logging
-
-    logging.getLogger("llm_trainer").setLevel(logging.INFO)
     from rich.console import Console
 
     console = Console(stderr=True)
@@ -71,6 +75,7 @@ def run(
     from flows.pipeline import llm_trainer
     from trainer.backup import BackupError
     from trainer.contracts import DataGateError, DataUnusableError
+    from trainer.settings import SettingsError
 
     try:
         summary = llm_trainer(settings)
@@ -299,22 +304,11 @@ def refine(
     Stage 1 trains on refine_subset_fraction of the rows at learning_rate and is registered; stage 2 trains on all rows
     at refine_learning_rate (default: a tenth), for refine_max_steps (default: twice as long), warm-started from stage
     1's registered version. Two MLflow runs nested under one parent run."""
-    from trainer.settings import SettingsError
-
-    settings = _load(preset, config, sets)
-    try:
-        settings.require_training_data()
-    except SettingsError as exc:
-        _fail(str(exc))
-    from trainer.state import apply_environment_defaults
-
-    apply_environment_defaults()
-    import logging
-
-    logging.getLogger("llm_trainer").setLevel(logging.INFO)
+    settings = _load_for_training(preset, config, sets)
     from flows.refine import refine as refine_flow
     from trainer.backup import BackupError
     from trainer.contracts import DataGateError, DataUnusableError
+    from trainer.settings import SettingsError
 
     try:
         summary = refine_flow(settings)

@@ -64,7 +64,7 @@ def _sha256(fs, path: str) -> str:
     return digest.hexdigest()
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -115,7 +115,7 @@ def backup(sources: dict[str, Path], destination: str, name: str, metadata: dict
         target = _join(final, relative)
         fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
         fs.put_file(str(path), target)
-        files[relative] = {"sha256": _sha256_file(path), "bytes": path.stat().st_size}
+        files[relative] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
     manifest = BackupManifest(
         location=redact(location),  # the file may travel; credentials in a URL must not
         created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

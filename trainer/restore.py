@@ -15,14 +15,13 @@ continues training exactly where the backed-up run stopped.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trainer.backup import BackupError, BackupManifest, verify
+from trainer.backup import BackupError, BackupManifest, sha256_file, verify
 
 log = logging.getLogger("llm_trainer.restore")
 
@@ -38,14 +37,6 @@ class RestoredModel:
     aliases: list[str] = field(default_factory=list)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def fetch(location: str, manifest: BackupManifest, files_dir: Path) -> Path:
     """Copy every manifest file to `files_dir`, checking each copy against its sha256."""
     import fsspec
@@ -58,7 +49,7 @@ def fetch(location: str, manifest: BackupManifest, files_dir: Path) -> Path:
         target = files_dir / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         fs.get_file(f"{root}/{relative}", str(target))
-        if _sha256(target) != entry["sha256"]:
+        if sha256_file(target) != entry["sha256"]:
             raise BackupError(f"{location}: {relative} changed while it was being restored")
     (files_dir / "MANIFEST.json").write_text(json.dumps({"location": manifest.location, "metadata": manifest.metadata,
                                                          "files": manifest.files}, indent=2), encoding="utf-8")
