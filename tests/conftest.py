@@ -55,6 +55,19 @@ def prefect_server():
         yield
 
 
+@pytest.fixture
+def single_thread():
+    """Repeatable arithmetic for exact-equality tests: multi-threaded CPU reductions may sum in a
+    different order from run to run, and AdamW turns that noise on near-zero gradients into
+    lr-sized steps."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def write_jsonl(path: Path, records: list) -> Path:
     import json
 

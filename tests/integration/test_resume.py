@@ -17,7 +17,10 @@ TOTAL = 12
 
 
 def _run(output_dir: Path, crash_at: int | None = None, crash_during_save: int | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    # One thread: multi-threaded CPU reductions may sum in a different order from run to run, and
+    # AdamW turns such 1e-9 noise on near-zero gradients into lr-sized steps. Exactness is about
+    # the resume, so the arithmetic itself must be repeatable.
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     env.pop("LLM_TRAINER_CRASH_AT_STEP", None)
     if crash_at:
         env.update(LLM_TRAINER_CRASH_AT_STEP=str(crash_at), LLM_TRAINER_CRASH_MODE="kill")

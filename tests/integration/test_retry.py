@@ -18,7 +18,7 @@ SETS = ["max_steps=8", "save_every_n_iterations=3", "batch_size=4", "eval_fracti
         "num_sample_generations=1"]
 
 
-def test_train_task_retry_resumes_from_checkpoint(prefect_server, tiny_model_dir, tmp_path, monkeypatch):
+def test_train_task_retry_resumes_from_checkpoint(prefect_server, tiny_model_dir, tmp_path, monkeypatch, single_thread):
     from flows.pipeline import llm_trainer
 
     settings = load_settings("demo", None, SETS)

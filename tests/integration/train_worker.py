@@ -20,6 +20,9 @@ ROWS = 24  # 6 iterations per epoch at batch 4, so a 12-iteration run crosses an
 
 
 def main() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # repeatable arithmetic (see test_resume.py)
     output_dir, max_steps = Path(sys.argv[1]), int(sys.argv[2])
     seed = sys.argv[3] if len(sys.argv) > 3 else "42"
     settings = load_settings("demo", None, RESUME_SETTINGS + [f"max_steps={max_steps}", f"random_seed={seed}", f"output_dir={output_dir}"])
