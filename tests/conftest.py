@@ -55,6 +55,19 @@ def prefect_server():
         yield
 
 
+@pytest.fixture(scope="session")
+def tokenizer_folder(tmp_path_factory) -> Path:
+    """The tiny model's tokenizer alone, as a local model folder (token checks need no weights)."""
+    import json
+
+    from trainer.tiny import build_tokenizer
+
+    folder = tmp_path_factory.mktemp("tokenizer")
+    build_tokenizer().save_pretrained(folder)
+    (folder / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    return folder
+
+
 @pytest.fixture
 def single_thread():
     """Repeatable arithmetic for exact-equality tests: multi-threaded CPU reductions may sum in a

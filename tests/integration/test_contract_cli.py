@@ -62,16 +62,6 @@ def test_all_valid_exits_zero_and_forced_formats_and_mappings(tmp_path):
     assert forced.returncode == 1 and "wrong_format ×2" in forced.stdout
 
 
-@pytest.fixture(scope="module")
-def tokenizer_folder(tmp_path_factory) -> Path:
-    from trainer.tiny import build_tokenizer
-
-    folder = tmp_path_factory.mktemp("tokenizer")
-    build_tokenizer().save_pretrained(folder)
-    (folder / "config.json").write_text(json.dumps({"model_type": "llama"}))
-    return folder
-
-
 def test_token_check_with_a_local_tokenizer(tmp_path, tokenizer_folder):
     data = tmp_path / "data"
     write_jsonl(data / "d.jsonl", [chat("short", "ok"), chat("long " * 50, "answer " * 50)])

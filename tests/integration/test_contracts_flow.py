@@ -17,16 +17,6 @@ from trainer.contracts import DataGateError, DataUnusableError
 from trainer.settings import load_settings
 
 
-@pytest.fixture(scope="module")
-def tokenizer_folder(tmp_path_factory) -> Path:
-    from trainer.tiny import build_tokenizer
-
-    folder = tmp_path_factory.mktemp("tokenizer")
-    build_tokenizer().save_pretrained(folder)
-    (folder / "config.json").write_text(json.dumps({"model_type": "llama"}))
-    return folder
-
-
 @flow(name="validate-only")
 def validate_only(settings):
     from tasks.validate import validate_data
