@@ -468,6 +468,47 @@ def submit(
         _fail(f"flow run {submitted.flow_run_name} ended {submitted.final_state}" + (f": {submitted.message}" if submitted.message else ""), 1)
 
 
+
+@app.command()
+def join(
+    spec: Path = typer.Argument(..., help="The spec.json node 0 printed (<run output>/distributed/spec.json, on the shared filesystem)."),
+    node_rank: int = typer.Option(..., "--node-rank", min=1, help="This node's rank: 1 .. num_nodes-1, each node its own."),
+    wait: int = typer.Option(0, "--wait", min=0, help="Wait up to this many seconds for the spec to appear (start nodes in any order)."),
+) -> None:
+    """Join a multi-node training as node NODE_RANK: runs torchrun for this node's processes (num_nodes > 1).
+
+    Node 0 is the node the flow's train task runs on; it prints this command, with the spec path, when it starts."""
+    import logging
+    import time
+
+    from trainer.state import apply_environment_defaults
+
+    deadline = time.monotonic() + wait
+    while not spec.is_file() and time.monotonic() < deadline:
+        time.sleep(1)
+    if not spec.is_file():
+        _fail(f"{spec}: no such spec; run this with the path node 0 printed (it must be on a filesystem both nodes see)")
+    apply_environment_defaults()
+    logging.getLogger("llm_trainer").setLevel(logging.INFO)
+    import json
+
+    import yaml
+
+    from trainer.distributed import DistributedTrainingError, run_torchrun
+    from trainer.settings import SettingsError, build_settings
+
+    try:
+        settings = build_settings(yaml.safe_load(json.loads(spec.read_text(encoding="utf-8"))["settings_yaml"]))
+    except (ValueError, KeyError) as exc:
+        _fail(f"{spec}: not a training spec ({exc})")
+    if node_rank >= settings.num_nodes:
+        _fail(f"--node-rank: {node_rank} is out of range; this training has num_nodes={settings.num_nodes} (ranks 1..{settings.num_nodes - 1})")
+    try:
+        run_torchrun(settings, spec, node_rank, log_line=lambda line: typer.echo(line, err=True))
+    except (DistributedTrainingError, SettingsError, ValueError, MemoryError) as exc:
+        _fail(str(exc), 1)
+    typer.echo(f"node {node_rank}: training processes finished")
+
 def main() -> None:
     try:
         app()

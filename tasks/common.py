@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import re
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from trainer import state
@@ -38,3 +41,27 @@ def retry_transient(task, task_run, state) -> bool:
     except Exception as exc:  # noqa: BLE001 - classifying is the point
         return is_retryable(exc)
     return False
+
+
+@contextmanager
+def registry_lock(model_name: str, timeout_seconds: float = 1800) -> Iterator[None]:
+    """One registration (and promotion decision) at a time per registered model, across every
+    deployment and ad hoc run that talks to this Prefect API.
+
+    A deployment's `concurrency_limit` only serialises runs of that one deployment; the scheduled
+    and the ad hoc deployment of one model could otherwise both read the same champion and both
+    promote. A Prefect global concurrency limit of 1 named after the model closes that; it is
+    created on first use (Prefect no longer creates limits implicitly).
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.concurrency.sync import concurrency
+    from prefect.exceptions import ObjectAlreadyExists
+
+    name = "llm-trainer-register-" + re.sub(r"[^A-Za-z0-9._-]", "-", model_name)
+    with get_client(sync_client=True) as client:
+        try:
+            client.upsert_global_concurrency_limit_by_name(name, 1)
+        except ObjectAlreadyExists:  # created by a concurrent run between the read and the create
+            pass
+    with concurrency(name, occupy=1, timeout_seconds=timeout_seconds, strict=True):
+        yield

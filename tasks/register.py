@@ -6,6 +6,7 @@ from pathlib import Path
 from prefect import get_run_logger, task
 from prefect.cache_policies import NONE
 
+from tasks.common import registry_lock
 from tasks.validate import DatasetSnapshot
 from trainer import tracking
 from trainer.assets import ModelAssets
@@ -33,6 +34,12 @@ def register_model(settings: Settings, dataset: DatasetSnapshot, assets: ModelAs
                    report: EvalReport) -> RegisteredModel:
     """Log the adapter as a pyfunc model, register one version per flow run, tag it, alias it
     `challenger`, and move `champion` when the promotion policy passes."""
+    with registry_lock(settings.model_name):
+        return _register(settings, dataset, assets, trained, report)
+
+
+def _register(settings: Settings, dataset: DatasetSnapshot, assets: ModelAssets, trained: TrainResult,
+              report: EvalReport) -> RegisteredModel:
     logger = get_run_logger()
     name = settings.model_name
     version = tracking.find_version_for_run(name, dataset.run_id)

@@ -8,6 +8,9 @@ What the subclass adds to the stock Trainer, and why:
   into place: a `checkpoint-N/` folder is always complete. Rotation then runs on the real folder.
 - **Training metrics**: non-padding tokens per second and token accuracy on the supervised tokens,
   computed from the logits the loss already produced (an argmax, no extra forward pass).
+- **Several processes (DDP under torchrun)**: every rank writes its own RNG state into the staged
+  folder, all ranks meet at a barrier, and rank 0 alone marks, renames and rotates; the counters
+  behind the metrics are summed over ranks, so tokens/s is the whole job's.
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ class PipelineTrainer(Trainer):
         self._window_supervised = 0
         self._window_start = time.perf_counter()
         self.non_padding_tokens = 0  # over the whole run (this process), for throughput reports
+        self.batch_positions = 0  # tokens + padding the model ran on
 
     # --- atomic checkpoints -------------------------------------------------------------------
     def _get_output_dir(self, trial) -> str:
@@ -79,10 +83,16 @@ class PipelineTrainer(Trainer):
         finally:
             self._staging = False
         staged = staging_root / name
+        # Every rank has written its rng_state_<rank>.pth into the staged folder before rank 0 seals it.
+        self.accelerator.wait_for_everyone()
+        if not self.args.should_save:
+            self.accelerator.wait_for_everyone()  # rank 0 renames the folder; see below
+            return
         _maybe_crash_during_save(self.state.global_step, Path(self.args.output_dir).parent)
         (staged / "llm_trainer_settings.yaml").write_text(self._settings_yaml, encoding="utf-8")
         # Written last: its presence in a renamed folder means every other file was written.
-        meta = {**self._checkpoint_meta, "global_step": self.state.global_step, "epoch": self.state.epoch, "saved_at": time.time()}
+        meta = {**self._checkpoint_meta, "global_step": self.state.global_step, "epoch": self.state.epoch,
+                "processes": self.args.world_size, "saved_at": time.time()}
         (staged / COMPLETE_MARKER).write_text(json.dumps(meta, indent=2), encoding="utf-8")
         _fsync_tree(staged)
         final = root / name
@@ -96,6 +106,9 @@ class PipelineTrainer(Trainer):
             os.close(fd)
         if self.args.save_total_limit:
             rotate_checkpoints(output_dir=str(root), save_total_limit=self.args.save_total_limit, use_mtime=False)
+        # The other ranks go on once checkpoint-N is in place, so no rank can start the next save
+        # (or leave train()) before this one is sealed.
+        self.accelerator.wait_for_everyone()
 
     # --- metrics ------------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -114,23 +127,38 @@ class PipelineTrainer(Trainer):
                     tokens = int(inputs["input_ids"].numel())
                 self._window_tokens += tokens
                 self.non_padding_tokens += tokens
+                self.batch_positions += int(inputs["input_ids"].numel())
         return (loss, outputs) if return_outputs else loss
 
+    def _sum_over_ranks(self, *values: int) -> list[int]:
+        if self.args.world_size <= 1:
+            return list(values)
+        total = torch.tensor(values, dtype=torch.float64, device=self.args.device)
+        torch.distributed.all_reduce(total)
+        return [int(v) for v in total.tolist()]
+
+    def token_totals(self) -> tuple[int, int]:
+        """(non-padding tokens, tokens + padding) over all ranks; a collective under DDP, so every
+        rank calls it."""
+        tokens, positions = self._sum_over_ranks(self.non_padding_tokens, self.batch_positions)
+        return tokens, positions
+
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if "loss" in logs:
+        if "loss" in logs:  # the Trainer logs on every rank at the same steps, so the all-reduce meets
             elapsed = max(time.perf_counter() - self._window_start, 1e-9)
-            logs["tokens_per_second"] = self._window_tokens / elapsed
-            if self._window_supervised:
-                logs["token_accuracy"] = self._window_correct / self._window_supervised
+            tokens, correct, supervised = self._sum_over_ranks(self._window_tokens, self._window_correct, self._window_supervised)
+            logs["tokens_per_second"] = tokens / elapsed
+            if supervised:
+                logs["token_accuracy"] = correct / supervised
             logs["peak_memory_gib"] = peak_memory_gib()
             self._window_tokens = self._window_correct = self._window_supervised = 0
             self._window_start = time.perf_counter()
         super().log(logs, start_time)
 
 
-def build_collator(tokenizer, packing: bool):
+def build_collator(tokenizer, packed: bool):
     """Flattened (padding-free) batches with position ids restarting per example, or padding."""
-    if packing:
+    if packed:
         from transformers import DataCollatorWithFlattening
 
         # The first label of each example becomes -100, so no token learns across a boundary;
@@ -160,9 +188,20 @@ class MetricsCallback(TrainerCallback):
 
 
 class ProgressCallback(TrainerCallback):
+    """A rich progress bar with the loss on a terminal; elsewhere (a Prefect worker's log, the
+    pipe of a distributed launch) a log line every 5 % of the iterations."""
+
     def on_train_begin(self, args, state, control, **kwargs):
+        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+        self.started = time.perf_counter()
+        self.first_step = state.global_step
+        self.every = max(1, state.max_steps // 20)
+        self.loss = "-"
+        self.progress = None
+        if not Console().is_terminal:
+            return
         self.progress = Progress(
             TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
             TimeElapsedColumn(), TimeRemainingColumn(),
@@ -171,14 +210,33 @@ class ProgressCallback(TrainerCallback):
         self.task = self.progress.add_task("train", total=state.max_steps, completed=state.global_step, loss="-")
 
     def on_step_end(self, args, state, control, **kwargs):
-        self.progress.update(self.task, completed=state.global_step)
+        if self.progress is not None:
+            self.progress.update(self.task, completed=state.global_step)
+            return
+        self._emit_pending()  # the previous due step had no log of its own
+        if state.global_step % self.every == 0 or state.global_step == state.max_steps:
+            self.pending = (state.global_step, state.max_steps)  # emitted once this step's loss is logged
+
+    def _emit_pending(self):
+        if getattr(self, "pending", None) is None:
+            return
+        step, total = self.pending
+        self.pending = None
+        rate = (step - self.first_step) / max(time.perf_counter() - self.started, 1e-9)
+        left = (total - step) / rate if rate else float("nan")
+        log.info("training: step %d/%d, loss %s, %.2f it/s, ~%.0fs left", step, total, self.loss, rate, left)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs and "loss" in logs:
-            self.progress.update(self.task, loss=f"{logs['loss']:.4f}")
+            self.loss = f"{logs['loss']:.4f}"
+            if self.progress is not None:
+                self.progress.update(self.task, loss=self.loss)
+        self._emit_pending()
 
     def on_train_end(self, args, state, control, **kwargs):
-        self.progress.stop()
+        if self.progress is not None:
+            self.progress.stop()
+        self._emit_pending()
 
 
 class PeriodicEvalCallback(TrainerCallback):

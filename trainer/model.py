@@ -8,6 +8,7 @@ compute, which is how the tests and the demo exercise the real quantized path wi
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +32,9 @@ def pick_runtime(quantization_bits: int | None) -> Runtime:
 
     if torch.cuda.is_available():
         dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-        device = f"cuda ({torch.cuda.get_device_name(0)})"
+        index = local_device_index()
+        torch.cuda.set_device(index)  # one GPU per process under torchrun
+        device = f"cuda ({torch.cuda.get_device_name(index)})"
     else:
         # bf16 matmuls on most CPUs are emulated and slower than fp32; fp32 is also exact to test.
         dtype, device = "float32", "cpu"
@@ -39,6 +42,11 @@ def pick_runtime(quantization_bits: int | None) -> Runtime:
         2: "2-bit (HQQ, group 64)", 4: "nf4+double-quant (bitsandbytes)", 8: "int8 (bitsandbytes LLM.int8)", None: "none",
     }[quantization_bits]
     return Runtime(device=device, compute_dtype=dtype, quantization=quantization)
+
+
+def local_device_index() -> int:
+    """This process's GPU: LOCAL_RANK under torchrun (one process per GPU), else the first."""
+    return int(os.environ.get("LOCAL_RANK", "0") or 0)
 
 
 def load_tokenizer(path: Path, trust_remote_code: bool = False):
@@ -86,12 +94,13 @@ def load_base_model(
     elif quantization_bits == 8:
         kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
     if quantization_bits is not None:
-        kwargs["device_map"] = {"": 0} if runtime.device.startswith("cuda") else {"": "cpu"}
+        kwargs["device_map"] = {"": local_device_index()} if runtime.device.startswith("cuda") else {"": "cpu"}
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    gpu = f"cuda:{local_device_index()}"
     if quantization_bits in (None, 2) and runtime.device.startswith("cuda"):
-        model = model.to("cuda")
+        model = model.to(gpu)
     if quantization_bits == 2:
-        quantize_hqq(model, nbits=2, device="cuda" if runtime.device.startswith("cuda") else "cpu")
+        quantize_hqq(model, nbits=2, device=gpu if runtime.device.startswith("cuda") else "cpu")
     return model
 
 

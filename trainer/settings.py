@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from trainer.catalog import ARCHITECTURES, resolve_architecture_key
 from trainer.state import PROJECT_ROOT
@@ -129,10 +129,30 @@ class Settings(BaseModel):
     lora_target_modules: list[str] | None = Field(
         None, description="Modules to adapt; empty = the architecture's default from the catalog ('all-linear' also works)."
     )
-    packing: bool = Field(
-        True,
-        description="Flatten each batch into one padding-free sequence with position ids restarting per example "
-        "(no token attends across examples). Off: per-batch padding.",
+    batching: Literal["auto", "packed", "grouped", "padded"] = Field(
+        "auto",
+        description="How rows become batches. 'packed': each batch flattened into one padding-free sequence, "
+        "position ids restarting per example (no token attends across examples). 'grouped': rows of similar "
+        "length batched together (randomised groups of 50 batches), padded per batch. 'padded': random order, "
+        "per-batch padding (the common recipe). 'auto': packed on CUDA, grouped on the CPU (faster there: "
+        "the CPU attention runs a packed row as one masked square).",
+    )
+    num_processes: int = Field(
+        1, ge=1, le=64,
+        description="Data-parallel training processes per node (one per GPU; on the CPU, gloo processes). Above 1 "
+        "the train task launches torchrun and the Trainer's own DDP; batch_size is per process, so the "
+        "effective batch is batch_size x gradient_accumulation_steps x num_processes x num_nodes.",
+    )
+    num_nodes: int = Field(
+        1, ge=1, le=1024,
+        description="Machines taking part in data-parallel training. Above 1, the flow's node is node 0 and each "
+        "other node runs the `llm-trainer join` command it prints; needs rdzv_endpoint, and the run outputs "
+        "(LLM_TRAINER_HOME or output_dir) on a filesystem every node mounts.",
+    )
+    rdzv_endpoint: str | None = Field(
+        None,
+        description="host:port on node 0 where the nodes of a multi-node training meet (torchrun rendezvous); "
+        "empty: a free local port (single node).",
     )
     train_on_prompt: bool = Field(False, description="Also train on prompt tokens; by default the loss covers the answers only.")
     eval_every_n_iterations: int | None = Field(
@@ -230,6 +250,29 @@ class Settings(BaseModel):
     trust_remote_code: bool = Field(
         False, description="Run model code shipped with the weights. Off by default: only turn on for models you trust."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _packing_is_batching(cls, values: Any) -> Any:
+        # `packing: true/false` (settings files and checkpoints written before `batching`).
+        if isinstance(values, dict) and "packing" in values and "batching" not in values:
+            values = dict(values)
+            packing = values.pop("packing")
+            values["batching"] = "packed" if str(packing).strip().lower() in {"true", "1", "yes", "on"} else "padded"
+        return values
+
+    @field_validator("rdzv_endpoint")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9._\-\[\]:]+:\d{1,5}", value):
+            raise ValueError("expected host:port of node 0, e.g. 10.0.0.5:29500")
+        return value
+
+    @model_validator(mode="after")
+    def _multi_node_needs_endpoint(self) -> Settings:
+        if self.num_nodes > 1 and not self.rdzv_endpoint:
+            raise ValueError("rdzv_endpoint: num_nodes > 1 needs host:port of node 0 where the nodes meet, e.g. 10.0.0.5:29500")
+        return self
 
     @field_validator("base_model_architecture")
     @classmethod
@@ -404,7 +447,7 @@ def _format_validation_error(exc: ValidationError) -> str:
         msg = "must be 2, 4, 8 or none (4 = NF4 QLoRA, recommended)"
     got = err.get("input")
     got_text = f" (got {got!r})" if got is not None and not isinstance(got, dict) and kind != "value_error" else ""
-    if msg.startswith(f"{loc}:"):
+    if msg.startswith(f"{loc}:") or not err["loc"]:  # model-level checks name their setting first
         return msg
     return f"{loc}: {msg}{got_text}"
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trainer.data import Example
+from trainer.distributed import process_rank, world_size
 from trainer.model import Runtime, attach_lora, load_adapter, load_base_model, load_tokenizer, pick_runtime, trainable_parameters
 from trainer.settings import Settings
 from trainer.tokens import ensure_chat_template, tokenize_examples
@@ -30,9 +31,10 @@ from trainer.tokens import ensure_chat_template, tokenize_examples
 log = logging.getLogger("llm_trainer.training")
 MetricsSink = Callable[[dict[str, float], int], None]
 
-# What a checkpoint needs for an exact resume; the marker is written last (see hf_trainer).
+# What a checkpoint needs for an exact resume; the marker is written last (see hf_trainer). Plus the
+# RNG state: `rng_state.pth` from one process, `rng_state_<rank>.pth` from each of several.
 CHECKPOINT_FILES = (
-    "trainer_state.json", "optimizer.pt", "scheduler.pt", "rng_state.pth", "adapter_model.safetensors", "llm_trainer_checkpoint.json",
+    "trainer_state.json", "optimizer.pt", "scheduler.pt", "adapter_model.safetensors", "llm_trainer_checkpoint.json",
 )
 
 
@@ -51,12 +53,30 @@ class TrainResult:
     resumed_from: str | None
     seconds: float  # the whole call: loading, tokenizing, training, saving
     train_seconds: float = 0.0  # the training loop alone (Trainer.train)
-    non_padding_tokens: int = 0  # tokens the loop trained on, padding excluded
+    non_padding_tokens: int = 0  # tokens the loop trained on, padding excluded (all processes)
+    padding_fraction: float = 0.0  # share of the batch positions that were padding
     checkpoints: list[str] = field(default_factory=list)
 
 
 def is_complete_checkpoint(path: Path) -> bool:
-    return path.is_dir() and all((path / name).is_file() for name in CHECKPOINT_FILES)
+    return (
+        path.is_dir()
+        and all((path / name).is_file() for name in CHECKPOINT_FILES)
+        and any(path.glob("rng_state*.pth"))
+    )
+
+
+def resolve_batching(batching: str, runtime: Runtime) -> str:
+    """`auto`: packed on CUDA, length-grouped padding on the CPU.
+
+    On the CPU, SDPA runs a packed row as one (T x T) masked attention, so packing costs more
+    attention work than it saves in padding; grouping rows of similar length keeps padding to a few
+    per cent with per-row attention (benchmarks/throughput.py measures both). On CUDA, packed rows
+    avoid padding altogether and pair with varlen attention kernels.
+    """
+    if batching != "auto":
+        return batching
+    return "packed" if runtime.device.startswith("cuda") else "grouped"
 
 
 def latest_checkpoint(checkpoints_dir: Path) -> Path | None:
@@ -89,10 +109,13 @@ class _ListDataset:
         return {"input_ids": item.input_ids, "labels": item.labels}
 
 
-def training_arguments(settings: Settings, checkpoints_dir: Path, runtime: Runtime):
+def training_arguments(settings: Settings, checkpoints_dir: Path, runtime: Runtime, batching: str = "packed"):
     from transformers import TrainingArguments
 
     on_gpu = runtime.device.startswith("cuda")
+    distributed: dict = {}
+    if world_size() > 1:  # launched by torchrun (trainer.distributed); the Trainer sets up DDP itself
+        distributed = {"ddp_backend": "nccl" if on_gpu else "gloo", "ddp_find_unused_parameters": False}
     return TrainingArguments(
         output_dir=str(checkpoints_dir),
         max_steps=settings.max_steps or -1,
@@ -119,6 +142,8 @@ def training_arguments(settings: Settings, checkpoints_dir: Path, runtime: Runti
         disable_tqdm=True,
         remove_unused_columns=False,
         dataloader_num_workers=0,
+        train_sampling_strategy="group_by_length" if batching == "grouped" else "random",
+        **distributed,
     )
 
 
@@ -153,19 +178,27 @@ def train(
     )
 
     started = time.perf_counter()
+    main_process = process_rank() == 0  # under torchrun, rank 0 alone logs, reports and saves the adapter
     checkpoints_dir = output_dir / "checkpoints"
     # Leftovers of a save that was killed midway are never a checkpoint.
-    shutil.rmtree(checkpoints_dir / STAGING, ignore_errors=True)
+    if main_process:
+        shutil.rmtree(checkpoints_dir / STAGING, ignore_errors=True)
     # A retried task (same output_dir) continues from its own latest checkpoint rather than from
     # the artifact it started with.
     own_checkpoint = latest_checkpoint(checkpoints_dir)
     resume = own_checkpoint or resume_from
     if resume is not None and not is_complete_checkpoint(resume):
-        raise ValueError(f"trained_artifact: {resume} is not a complete checkpoint (needs {', '.join(CHECKPOINT_FILES)})")
+        raise ValueError(
+            f"trained_artifact: {resume} is not a complete checkpoint (needs {', '.join(CHECKPOINT_FILES)} and rng_state*.pth)"
+        )
+    if resume is not None:
+        warn_if_world_size_changed(resume)
 
     runtime = pick_runtime(settings.quantization_bits)
     check_gpu_memory(settings, runtime)
-    log.info("Training on %s; %s batches", runtime.describe(), "packed (padding-free)" if settings.packing else "padded")
+    batching = resolve_batching(settings.batching, runtime)
+    log.info("Training on %s; %s batches%s", runtime.describe(), BATCHING_WORDS[batching],
+             f"; process {process_rank()} of {world_size()} (DDP)" if world_size() > 1 else "")
     tokenizer = load_tokenizer(base_model_dir, settings.trust_remote_code)
     if ensure_chat_template(tokenizer):
         log.info("The base tokenizer has no chat template; using the pipeline's default template")
@@ -192,11 +225,15 @@ def train(
     trainable, total = trainable_parameters(model)
     log.info("LoRA: %s trainable of %s parameters (%.2f%%)", f"{trainable:,}", f"{total:,}", 100 * trainable / total)
 
+    if not main_process:
+        metrics_sink = None
     metrics = MetricsCallback(metrics_sink)
     callbacks = [metrics, CrashForTesting(output_dir)]
-    if show_progress:
+    if show_progress and main_process:
         callbacks.append(ProgressCallback())
-    if settings.eval_every_n_iterations and eval_examples:
+    # Rank 0 alone scores the held-out rows (on the unwrapped model; the other ranks wait at the
+    # next gradient all-reduce), so the eval metrics are logged once.
+    if settings.eval_every_n_iterations and eval_examples and main_process:
         from trainer.evaluation import score_metrics
 
         callbacks.append(PeriodicEvalCallback(
@@ -206,9 +243,9 @@ def train(
         ))
     trainer = PipelineTrainer(
         model=model,
-        args=training_arguments(settings, checkpoints_dir, runtime),
+        args=training_arguments(settings, checkpoints_dir, runtime, batching),
         train_dataset=_ListDataset(tokenized),
-        data_collator=build_collator(tokenizer, settings.packing),
+        data_collator=build_collator(tokenizer, packed=batching == "packed"),
         callbacks=callbacks,
         settings_yaml=settings.to_yaml(),
         checkpoint_meta=checkpoint_meta,
@@ -219,14 +256,15 @@ def train(
     loop_started = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
     train_seconds = time.perf_counter() - loop_started
-    non_padding_tokens = trainer.non_padding_tokens
+    non_padding_tokens, batch_positions = trainer.token_totals()
     if resume is not None:
         _cast_trainable_to_fp32(trainer.model)
 
     adapter_dir = output_dir / "adapter"
-    trainer.model.save_pretrained(adapter_dir, safe_serialization=True)
-    tokenizer.save_pretrained(adapter_dir)
-    (adapter_dir / "llm_trainer_settings.yaml").write_text(settings.to_yaml(), encoding="utf-8")
+    if main_process:
+        trainer.model.save_pretrained(adapter_dir, safe_serialization=True)
+        tokenizer.save_pretrained(adapter_dir)
+        (adapter_dir / "llm_trainer_settings.yaml").write_text(settings.to_yaml(), encoding="utf-8")
     del trainer, model
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
@@ -236,7 +274,7 @@ def train(
         global_step=output.global_step,
         train_loss=float(output.training_loss),
         loss_history=metrics.losses,
-        runtime=runtime.__dict__,
+        runtime={**runtime.__dict__, "batching": batching, "processes": str(world_size())},
         trainable_parameters=trainable,
         total_parameters=total,
         train_examples=len(tokenized),
@@ -245,8 +283,23 @@ def train(
         seconds=time.perf_counter() - started,
         train_seconds=train_seconds,
         non_padding_tokens=non_padding_tokens,
+        padding_fraction=1 - non_padding_tokens / batch_positions if batch_positions else 0.0,
         checkpoints=sorted(p.name for p in checkpoints_dir.glob("checkpoint-*")),
     )
+
+
+BATCHING_WORDS = {
+    "packed": "packed (padding-free)", "grouped": "length-grouped, padded", "padded": "padded (random order)",
+}
+
+
+def warn_if_world_size_changed(checkpoint: Path) -> None:
+    """A checkpoint resumes exactly only with the process count that wrote it (data shards and
+    per-process RNG states); with another count training continues, not bit for bit."""
+    saved = len(list(checkpoint.glob("rng_state_*.pth"))) or 1
+    if saved != world_size():
+        log.warning("Checkpoint %s was written by %d process(es), resuming with %d: training continues, "
+                    "but not exactly as the original run would have", checkpoint, saved, world_size())
 
 
 def check_gpu_memory(settings: Settings, runtime: Runtime) -> None:

@@ -24,7 +24,7 @@ def test_packed_batch_gives_the_same_per_example_loss_as_one_by_one(tiny_model_d
     ]
     tokenized = [tokenize_example(tiny_tokenizer, e) for e in examples]
     features = [{"input_ids": t.input_ids, "labels": t.labels} for t in tokenized]
-    batch = build_collator(tiny_tokenizer, packing=True)(features)
+    batch = build_collator(tiny_tokenizer, packed=True)(features)
     assert batch["input_ids"].shape[0] == 1 and "attention_mask" not in batch
     assert batch["position_ids"][0].tolist() == [p for t in tokenized for p in range(len(t.input_ids))]
     with torch.no_grad():

@@ -16,7 +16,8 @@ from tests.conftest import REPO
 TOTAL = 12
 
 
-def _run(output_dir: Path, crash_at: int | None = None, crash_during_save: int | None = None) -> subprocess.CompletedProcess:
+def _run(output_dir: Path, crash_at: int | None = None, crash_during_save: int | None = None,
+         batching: str = "auto") -> subprocess.CompletedProcess:
     # One thread: multi-threaded CPU reductions may sum in a different order from run to run, and
     # AdamW turns such 1e-9 noise on near-zero gradients into lr-sized steps. Exactness is about
     # the resume, so the arithmetic itself must be repeatable.
@@ -26,7 +27,7 @@ def _run(output_dir: Path, crash_at: int | None = None, crash_during_save: int |
         env.update(LLM_TRAINER_CRASH_AT_STEP=str(crash_at), LLM_TRAINER_CRASH_MODE="kill")
     if crash_during_save:
         env["LLM_TRAINER_CRASH_DURING_SAVE_AT_STEP"] = str(crash_during_save)
-    return subprocess.run([sys.executable, str(REPO / "tests/integration/train_worker.py"), str(output_dir), str(TOTAL)],
+    return subprocess.run([sys.executable, str(REPO / "tests/integration/train_worker.py"), str(output_dir), str(TOTAL), "42", batching],
                           env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -63,3 +64,16 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, uninterrupted, kill_
     assert sorted(after, key=int) == [str(s) for s in range(resume_step + 1, TOTAL + 1)]
     for step, loss in after.items():
         assert loss == pytest.approx(expected[step], abs=1e-6), step
+
+
+def test_packed_batches_resume_exactly(tmp_path):
+    """The default on the CPU is length-grouped batches (tested above); packed batches (the CUDA
+    default) resume exactly too."""
+    reference, crashed = tmp_path / "reference", tmp_path / "crashed"
+    assert _run(reference, batching="packed").returncode == 0
+    assert _run(crashed, crash_at=5, batching="packed").returncode == -signal.SIGKILL
+    assert _run(crashed, crash_at=5, batching="packed").returncode == 0
+    expected = load_file(reference / "adapter" / "adapter_model.safetensors")
+    final = load_file(crashed / "adapter" / "adapter_model.safetensors")
+    assert max((expected[k] - final[k]).abs().max().item() for k in expected) <= 1e-6
+    assert json.loads((crashed / "losses.json").read_text())["resumed_from"].endswith("checkpoint-3")

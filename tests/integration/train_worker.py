@@ -1,6 +1,6 @@
 """Run trainer.training.train in its own process, as a crash test needs (SIGKILL ends the process).
 
-    python tests/integration/train_worker.py OUTPUT_DIR MAX_STEPS [SEED]
+    python tests/integration/train_worker.py OUTPUT_DIR MAX_STEPS [SEED [BATCHING]]
 
 Writes OUTPUT_DIR/losses.json with the loss of every step this process trained.
 """
@@ -25,7 +25,9 @@ def main() -> None:
     torch.set_num_threads(1)  # repeatable arithmetic (see test_resume.py)
     output_dir, max_steps = Path(sys.argv[1]), int(sys.argv[2])
     seed = sys.argv[3] if len(sys.argv) > 3 else "42"
-    settings = load_settings("demo", None, RESUME_SETTINGS + [f"max_steps={max_steps}", f"random_seed={seed}", f"output_dir={output_dir}"])
+    batching = sys.argv[4] if len(sys.argv) > 4 else "auto"
+    settings = load_settings("demo", None, RESUME_SETTINGS + [f"max_steps={max_steps}", f"random_seed={seed}", f"output_dir={output_dir}",
+                                                              f"batching={batching}"])
     # Read the rows directly: the bundled data is known valid, and importing GX costs seconds.
     path = DEMO_DATA / "conversations.jsonl"
     rows = list(read_rows(path, DEMO_DATA))[:ROWS]
