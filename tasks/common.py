@@ -24,6 +24,20 @@ def run_identity(settings: Settings) -> tuple[str, str, Path]:
     return run_key, run_name, Path(output_dir).resolve()
 
 
+def orchestration_tags() -> dict[str, str]:
+    """Where this flow run really ran, next to the `running_on` setting it asked for: its
+    deployment and the work pool the worker pulled it from (empty when run in-process)."""
+    from prefect.runtime import deployment, flow_run
+
+    tags = {"prefect_deployment": deployment.name or "", "prefect_work_pool": ""}
+    if deployment.id and flow_run.id:
+        from prefect.client.orchestration import get_client
+
+        with get_client(sync_client=True) as client:
+            tags["prefect_work_pool"] = client.read_flow_run(flow_run.id).work_pool_name or ""
+    return tags
+
+
 def is_retryable(exc: BaseException) -> bool:
     """Transient failures are retried; bad settings, bad data and out-of-memory are not."""
     from trainer.contracts import DataGateError, DataUnusableError

@@ -10,7 +10,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 
-from tasks.common import run_identity
+from tasks.common import orchestration_tags, run_identity
 from trainer import tracking
 from trainer.assets import load_counting_tokenizer, resolve_tokenizer_dir, tokenizer_digest
 from trainer.contracts import ValidationReport, check_gates, fingerprint_path, validate_dataset, validator_digest, write_report
@@ -86,7 +86,7 @@ def validate_data(settings: Settings) -> DatasetSnapshot:
     logger = get_run_logger()
     data_path = settings.require_training_data()
     run_key, run_name, output_dir = run_identity(settings)
-    run_id = tracking.get_or_create_run(settings, run_key, run_name)
+    run_id = tracking.get_or_create_run(settings, run_key, run_name, extra_tags=orchestration_tags())
     tokenizer_dir = resolve_tokenizer_dir(settings)  # the tokenizer only: no model is loaded here
     state = check_data(settings, data_path, tokenizer_dir, validation_cache_key(settings, data_path, tokenizer_dir), return_state=True)
     report, examples = state.result()

@@ -147,12 +147,33 @@ def resolve_trained_artifact(value: str | None, settings: Settings | None = None
     return (str(artifact.path), None) if artifact.kind == "checkpoint" else (None, str(artifact.path))
 
 
+def unset_alias_starts_from_base(settings: Settings) -> bool:
+    """`trained_artifact_if_unset: start_from_base` and trained_artifact is an alias not set yet."""
+    value = settings.trained_artifact
+    if settings.trained_artifact_if_unset != "start_from_base" or not value or not value.startswith("models:/"):
+        return False
+    from trainer import tracking
+
+    name, _, alias = tracking.parse_model_uri(value)
+    if alias is None or not tracking.alias_is_unset(name, alias):
+        return False
+    log.warning("trained_artifact %s is not set (no such model or alias yet): training a fresh adapter from the base "
+                "(trained_artifact_if_unset: start_from_base)", value)
+    return True
+
+
 def resolve_assets(settings: Settings, download_dir: Path | None = None) -> ModelAssets:
     """The base model folder and the trained artifact to start from; a registry artifact that must
     be downloaded goes to `download_dir` (the run's folder, so a retry reuses it)."""
     from trainer.lineage import resolve_artifact
 
     base_dir, source = resolve_base_model(settings)
+    if unset_alias_starts_from_base(settings):
+        return ModelAssets(
+            base_model_dir=str(base_dir), base_source=source, hub_id=settings.architecture.hub_id,
+            resume_checkpoint=None, warm_start_adapter=None, trained_artifact=settings.trained_artifact,
+            lineage={"parent_note": f"{settings.trained_artifact} was not set: trained from the base"},
+        )
     artifact = resolve_artifact(settings.trained_artifact, settings, base_dir, download_dir)
     return ModelAssets(
         base_model_dir=str(base_dir),

@@ -75,8 +75,11 @@ class PipelineTrainer(Trainer):
         root = Path(super()._get_output_dir(trial))
         staging_root = root / STAGING
         name = f"checkpoint-{self.state.global_step}"
-        if (staging_root / name).exists():
+        # Rank 0 clears what a killed save left behind; the others wait, or they could delete files
+        # rank 0 has already started writing (a no-op barrier with one process).
+        if self.args.should_save and (staging_root / name).exists():
             shutil.rmtree(staging_root / name)
+        self.accelerator.wait_for_everyone()
         self._staging = True
         try:
             super()._save_checkpoint(model, trial)

@@ -55,6 +55,12 @@ class Settings(BaseModel):
         "registered model models:/NAME/VERSION, models:/NAME@champion or runs:/RUN_ID/model (warm start "
         "from its adapter). Must share the base architecture and tokenizer; recorded as parent_* tags.",
     )
+    trained_artifact_if_unset: Literal["fail", "start_from_base"] = Field(
+        "fail",
+        description="When trained_artifact is a registry alias (models:/NAME@champion) that is not set yet (a new "
+        "model): 'fail' stops before any training; 'start_from_base' trains a fresh adapter and records why "
+        "(the scheduled-retraining deployment uses it, so its first run creates the first champion).",
+    )
     base_model_architecture: str = Field(
         "tiny-llama",
         description="Base model to fine-tune (see `llm-trainer models`): LLaMA 3.1 8B Instruct for "

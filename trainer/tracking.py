@@ -168,12 +168,17 @@ class _BufferedSink:
         self.pending: list = []
         self.last_sent = time.monotonic()
         self.client = client()
+        # A retried attempt resumes from its last checkpoint and replays the steps after it, which
+        # the failed attempt already logged: those are not logged twice.
+        self.logged_up_to = max((m.step for m in self.client.get_metric_history(run_id, "train_loss")), default=0)
 
     def __call__(self, values: dict[str, float], step: int) -> None:
         import time
 
         from mlflow.entities import Metric
 
+        if step <= self.logged_up_to:
+            return
         now = int(time.time() * 1000)
         self.pending.extend(Metric(k, float(v), now, step) for k, v in values.items())
         if time.monotonic() - self.last_sent >= self.interval or len(self.pending) >= self.MAX_BATCH:
@@ -422,6 +427,23 @@ def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
         if name and version.isdigit():
             return name, version, None
     raise SettingsError(f"trained_artifact: {uri}: expected models:/NAME/VERSION or models:/NAME@ALIAS")
+
+
+def alias_is_unset(name: str, alias: str) -> bool:
+    """True when the registered model does not exist or has no such alias (a model not trained
+    yet); any other failure (an unreachable server) raises, so it is never taken for 'unset'."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client().get_model_version_by_alias(name, alias)
+    except MlflowException as exc:
+        message = str(exc.message).lower()
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return True
+        if exc.error_code == "INVALID_PARAMETER_VALUE" and "alias" in message and "not found" in message:
+            return True
+        raise
+    return False
 
 
 def resolve_registered(uri: str) -> dict[str, str]:

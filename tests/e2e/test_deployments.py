@@ -40,6 +40,7 @@ def test_adhoc_deployment_run_is_recorded_and_registered(stack, mlflow_api):
     assert p["running_on"] == WORK_POOL and p["training_data_path"] == "examples/data/customer-support/chat"
     t = tags(run)
     assert t["running_on"] == WORK_POOL and t["device"] == "cpu" and t["quantization"].startswith("nf4")
+    assert t["prefect_work_pool"] == WORK_POOL and t["prefect_deployment"] == "adhoc"  # where it really ran
     # The worker ran in the stack's state folder (the worker's environment reached the flow run).
     assert t["output_dir"].startswith(str(stack.root / "state" / "runs"))
     assert len(mlflow_api.metric_history(run_id, "train_loss")) == 4
@@ -90,11 +91,15 @@ def test_scheduled_retraining_continues_from_the_champion(stack, mlflow_api):
     champion_uri = f"models:/{name}@champion"
     lean = {**LEAN, "score_baselines": True, "registered_model_name": name}  # the policy scores the champion
 
-    # The model's first version: the scheduled settings, minus the champion it cannot have yet.
-    first = stack.cli("llm-trainer", "submit", "llm-trainer/scheduled-retraining", *set_flags(**lean, trained_artifact=None),
-                      "--watch", timeout=240)
+    # The first scheduled run of a new model: no champion yet, so (trained_artifact_if_unset:
+    # start_from_base) it trains from the base, says so, and becomes the first champion.
+    assert scheduled["trained_artifact_if_unset"] == "start_from_base"
+    first = stack.cli("llm-trainer", "submit", "llm-trainer/scheduled-retraining",
+                      *set_flags(**lean, trained_artifact=champion_uri), "--watch", timeout=240)
     assert mlflow_api.alias(name, "champion") == "1"
     first_run = mlflow_api.run_for_flow_run(first.stdout.strip())
+    assert tags(first_run)["parent_note"] == f"{champion_uri} was not set: trained from the base"
+    assert "parent_model" not in tags(first_run)
 
     # The scheduled run itself: only the model name and length changed, so it starts from models:/NAME@champion.
     second = stack.cli("llm-trainer", "submit", "llm-trainer/scheduled-retraining",

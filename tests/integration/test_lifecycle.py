@@ -351,3 +351,21 @@ def test_refine_runs_two_nested_stages_the_second_from_the_first_version(lifecyc
     assert client.get_run(second.mlflow_run_id).data.params["learning_rate"] == "0.0003"
     assert second.global_step == 3 and first.global_step == 2
     assert "first version" in first.promotion  # stage 1 of a new model is its first version
+
+
+def test_an_unset_alias_fails_or_starts_from_the_base_as_asked(lifecycle, tiny_model_dir):
+    from trainer.assets import resolve_assets
+    from trainer.settings import SettingsError
+
+    uri = "models:/never-trained@champion"
+    with pytest.raises(SettingsError, match="never-trained has no alias 'champion'"):  # the default: fail
+        resolve_assets(load_settings("demo", None, SETS + [f"trained_artifact={uri}"]))
+    fresh = resolve_assets(load_settings("demo", None, SETS + [f"trained_artifact={uri}", "trained_artifact_if_unset=start_from_base"]))
+    assert fresh.warm_start_adapter is None and fresh.resume_checkpoint is None
+    assert fresh.lineage == {"parent_note": f"{uri} was not set: trained from the base"}
+    # A model that exists but lacks that alias is "unset" too; a set alias is used as usual.
+    assert resolve_assets(load_settings("demo", None, SETS + [f"trained_artifact=models:/{NAME}@nope",
+                                                              "trained_artifact_if_unset=start_from_base"])).warm_start_adapter is None
+    used = resolve_assets(load_settings("demo", None, SETS + [f"trained_artifact=models:/{NAME}@champion",
+                                                              "trained_artifact_if_unset=start_from_base"]))
+    assert used.warm_start_adapter is not None and used.lineage["parent_model"] == NAME

@@ -32,6 +32,9 @@ def test_train_task_retry_resumes_from_checkpoint(prefect_server, tiny_model_dir
     assert run.data.tags["resumed_from"].endswith("checkpoint-3")  # the retry continued, not restarted
     output_dir = Path(run.data.tags["output_dir"])
     assert (output_dir / ".crashed-at-step-5").exists()  # the crash did happen
+    # Steps 4-5 ran twice (before the crash and after resuming from 3); each is logged once.
+    steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "train_loss"))
+    assert steps == list(range(1, 9))
 
     # The same training without a crash, straight through.
     _, examples = validate_dataset(DEMO_DATA)
