@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 
 from prefect import flow
 
-from tasks import backup_artifacts, evaluate_adapter, register_model, resolve_model_assets, train_adapter, validate_data
-from tasks.export import export_merged_model
-from tasks.report import report_run
-from tasks.select import select_rows
+from tasks import (
+    backup_artifacts, evaluate_adapter, export_merged_model, register_model, report_run, resolve_model_assets, select_rows,
+    train_adapter, validate_data,
+)
 from trainer.settings import Settings
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from prefect import flow
 
 from flows.pipeline import PipelineSummary, llm_trainer
-from tasks.refine import close_refine_run, open_refine_run
+from tasks import close_refine_run, open_refine_run
 from trainer.refine import stage_settings
 from trainer.settings import Settings
 
