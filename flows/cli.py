@@ -490,15 +490,11 @@ def join(
         _fail(f"{spec}: no such spec; run this with the path node 0 printed (it must be on a filesystem both nodes see)")
     apply_environment_defaults()
     logging.getLogger("llm_trainer").setLevel(logging.INFO)
-    import json
-
-    import yaml
-
-    from trainer.distributed import DistributedTrainingError, run_torchrun
-    from trainer.settings import SettingsError, build_settings
+    from trainer.distributed import DistributedTrainingError, run_torchrun, spec_settings
+    from trainer.settings import SettingsError
 
     try:
-        settings = build_settings(yaml.safe_load(json.loads(spec.read_text(encoding="utf-8"))["settings_yaml"]))
+        settings = spec_settings(spec)
     except (ValueError, KeyError) as exc:
         _fail(f"{spec}: not a training spec ({exc})")
     if node_rank >= settings.num_nodes:

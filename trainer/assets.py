@@ -169,12 +169,11 @@ def resolve_assets(settings: Settings, download_dir: Path | None = None) -> Mode
 
     base_dir, source = resolve_base_model(settings)
     if unset_alias_starts_from_base(settings):
-        return ModelAssets(
-            base_model_dir=str(base_dir), base_source=source, hub_id=settings.architecture.hub_id,
-            resume_checkpoint=None, warm_start_adapter=None, trained_artifact=settings.trained_artifact,
-            lineage={"parent_note": f"{settings.trained_artifact} was not set: trained from the base"},
-        )
-    artifact = resolve_artifact(settings.trained_artifact, settings, base_dir, download_dir)
+        artifact = None
+        lineage = {"parent_note": f"{settings.trained_artifact} was not set: trained from the base"}
+    else:
+        artifact = resolve_artifact(settings.trained_artifact, settings, base_dir, download_dir)
+        lineage = artifact.lineage if artifact is not None else {}
     return ModelAssets(
         base_model_dir=str(base_dir),
         base_source=source,
@@ -182,5 +181,5 @@ def resolve_assets(settings: Settings, download_dir: Path | None = None) -> Mode
         resume_checkpoint=str(artifact.path) if artifact is not None and artifact.kind == "checkpoint" else None,
         warm_start_adapter=str(artifact.path) if artifact is not None and artifact.kind == "adapter" else None,
         trained_artifact=settings.trained_artifact,
-        lineage=artifact.lineage if artifact is not None else {},
+        lineage=lineage,
     )

@@ -119,6 +119,15 @@ def write_spec(
     return folder / SPEC
 
 
+def spec_settings(spec_path: Path) -> Settings:
+    """The settings a launch spec carries (validated again, as every process and node reads them)."""
+    import yaml
+
+    from trainer.settings import build_settings
+
+    return build_settings(yaml.safe_load(json.loads(spec_path.read_text(encoding="utf-8"))["settings_yaml"]))
+
+
 def torchrun_command(settings: Settings, spec_path: Path, node_rank: int = 0) -> list[str]:
     """`torchrun` for one node. One node: a standalone rendezvous on a free local port. Several:
     static ranks, node 0 (the flow's node) at rdzv_endpoint."""
@@ -238,13 +247,10 @@ def worker_main(spec_path: Path) -> None:
     spec = json.loads(spec_path.read_text(encoding="utf-8"))
     folder = spec_path.parent
     try:
-        import yaml
-
         from trainer import tracking
-        from trainer.settings import build_settings
         from trainer.training import train
 
-        settings = build_settings(yaml.safe_load(spec["settings_yaml"]))
+        settings = spec_settings(spec_path)
         sink = None
         if rank == 0 and spec["metrics_run_id"] and settings.enable_metrics:
             sink = tracking.metrics_sink(spec["metrics_run_id"])

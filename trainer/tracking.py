@@ -13,6 +13,7 @@ import logging
 import os
 import subprocess
 import tempfile
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -141,8 +142,6 @@ def run_tags(run_id: str) -> dict[str, str]:
 
 
 def log_metrics(run_id: str, metrics: dict[str, float], step: int | None = None, synchronous: bool = True) -> None:
-    import time
-
     from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
@@ -162,8 +161,6 @@ class _BufferedSink:
     MAX_BATCH = 1000  # MLflow's limit of metrics per log_batch
 
     def __init__(self, run_id: str, interval: float):
-        import time
-
         self.run_id, self.interval = run_id, interval
         self.pending: list = []
         self.last_sent = time.monotonic()
@@ -173,8 +170,6 @@ class _BufferedSink:
         self.logged_up_to = max((m.step for m in self.client.get_metric_history(run_id, "train_loss")), default=0)
 
     def __call__(self, values: dict[str, float], step: int) -> None:
-        import time
-
         from mlflow.entities import Metric
 
         if step <= self.logged_up_to:
@@ -185,8 +180,6 @@ class _BufferedSink:
             self.send()
 
     def send(self) -> None:
-        import time
-
         pending, self.pending = self.pending, []
         for start in range(0, len(pending), self.MAX_BATCH):
             self.client.log_batch(self.run_id, metrics=pending[start : start + self.MAX_BATCH], synchronous=False)
