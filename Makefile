@@ -1,6 +1,9 @@
 # The two commands of the README:
 #   make demo   set up .venv and run the whole pipeline on the embedded default (tiny model, bundled data)
-#   make test   set up .venv with the test extras and run the test suite
+#   make test   set up .venv with the test extras, lint (ruff) and run the whole test suite
+#
+# For development: `make test-fast` (lint + the tests not marked slow or e2e, about five minutes),
+# `make lint`, `make format`.
 #
 # torch goes in first, on its own: an unpinned torch on a machine without a GPU pulls a multi-GB CUDA
 # build. TORCH_SPEC picks the build (the default is the CPU wheel this project is tested with); on a
@@ -17,13 +20,24 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 DO_NOT_TRACK=true \
 	MLFLOW_DISABLE_TELEMETRY=true GX_ANALYTICS_ENABLED=False PREFECT_SERVER_ANALYTICS_ENABLED=false
 
-.PHONY: demo test setup setup-test clean
+.PHONY: demo test test-fast lint format setup setup-test clean
 
 demo: $(VENV)/.installed
 	$(OFFLINE) $(BIN)/llm-trainer run
 
-test: $(VENV)/.installed-test
+test: lint
 	$(OFFLINE) $(BIN)/python -m pytest
+
+test-fast: lint
+	$(OFFLINE) $(BIN)/python -m pytest -m "not slow and not e2e" -x -q
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(VENV)/.installed-test
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 setup: $(VENV)/.installed
 setup-test: $(VENV)/.installed-test

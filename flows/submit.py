@@ -22,8 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trainer.settings import Settings, SettingsError, build_settings, parse_set_flags, preset_values, read_yaml_file
-from trainer.state import PROJECT_ROOT
+from trainer.config.loading import build_settings, parse_set_flags, read_yaml_file
+from trainer.config.presets import preset_values
+from trainer.config.settings import Settings
+from trainer.config.state import PROJECT_ROOT
+from trainer.errors import SettingsError
 
 FLOW_NAME = "llm-trainer"
 ADHOC = "adhoc"
@@ -111,7 +114,12 @@ def layered_values(base: dict[str, Any], config: Path | None, sets: list[str]) -
 
 
 async def _find_deployment(client, running_on: str):
-    from prefect.client.schemas.filters import FlowFilter, FlowFilterName, WorkPoolFilter, WorkPoolFilterName
+    from prefect.client.schemas.filters import (
+        FlowFilter,
+        FlowFilterName,
+        WorkPoolFilter,
+        WorkPoolFilterName,
+    )
 
     pool, queue = split_running_on(running_on)
     found = await client.read_deployments(
@@ -131,7 +139,9 @@ async def _find_deployment(client, running_on: str):
     if adhoc:
         return adhoc[0]
     names = ", ".join(sorted(f"{FLOW_NAME}/{d.name}" for d in found))
-    raise SubmitError(f"running_on: {where} has several {FLOW_NAME} deployments ({names}); pick one with `llm-trainer submit NAME`")
+    raise SubmitError(
+        f"running_on: {where} has several {FLOW_NAME} deployments ({names}); pick one with `llm-trainer submit NAME`"
+    )
 
 
 async def _read_deployment(client, name: str):
@@ -160,9 +170,8 @@ async def _create_run(client, deployment, settings: dict[str, Any]):
 
 
 async def _watch(flow_run_id, timeout: int | None):
-    from rich.console import Console
-
     from prefect.cli.flow_runs_watching import watch_flow_run
+    from rich.console import Console
 
     return await watch_flow_run(flow_run_id, Console(stderr=True), timeout=timeout)
 
@@ -170,7 +179,6 @@ async def _watch(flow_run_id, timeout: int | None):
 async def _submit(find_deployment, settings_for, watch: bool, timeout: int | None, echo) -> Submitted:
     """Find the deployment, build the `settings` parameter for it, create the run, optionally watch it."""
     import httpx
-
     from prefect.client.orchestration import get_client
     from prefect.exceptions import PrefectException
     from prefect.utilities.urls import url_for
@@ -180,11 +188,16 @@ async def _submit(find_deployment, settings_for, watch: bool, timeout: int | Non
             deployment = await find_deployment(client)
             flow_run = await _create_run(client, deployment, settings_for(deployment))
     except (OSError, httpx.HTTPError, PrefectException) as exc:
-        raise SubmitError(f"Prefect API at {api_url()}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}") from None
-    submitted = Submitted(str(flow_run.id), flow_run.name, f"{FLOW_NAME}/{deployment.name}", deployment.work_pool_name,
-                          url_for(flow_run))
-    echo(f"Submitted flow run {flow_run.name!r} ({flow_run.id}) to {submitted.deployment} on work pool "
-         f"{deployment.work_pool_name!r}" + (f": {submitted.url}" if submitted.url else ""))
+        raise SubmitError(
+            f"Prefect API at {api_url()}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+        ) from None
+    submitted = Submitted(
+        str(flow_run.id), flow_run.name, f"{FLOW_NAME}/{deployment.name}", deployment.work_pool_name, url_for(flow_run)
+    )
+    echo(
+        f"Submitted flow run {flow_run.name!r} ({flow_run.id}) to {submitted.deployment} on work pool "
+        f"{deployment.work_pool_name!r}" + (f": {submitted.url}" if submitted.url else "")
+    )
     if not watch:
         echo(f"Follow it: prefect flow-run watch {flow_run.id}   (or the Prefect UI)")
         return submitted
@@ -193,9 +206,13 @@ async def _submit(find_deployment, settings_for, watch: bool, timeout: int | Non
     try:
         finished = await _watch(flow_run.id, timeout)
     except FlowRunWaitTimeout:
-        raise SubmitError(f"flow run {flow_run.name} still running after {timeout}s; follow it: prefect flow-run watch {flow_run.id}") from None
+        raise SubmitError(
+            f"flow run {flow_run.name} still running after {timeout}s; follow it: prefect flow-run watch {flow_run.id}"
+        ) from None
     except FlowRunWatchError as exc:
-        raise SubmitError(f"lost track of flow run {flow_run.name} ({exc}); follow it: prefect flow-run watch {flow_run.id}") from None
+        raise SubmitError(
+            f"lost track of flow run {flow_run.name} ({exc}); follow it: prefect flow-run watch {flow_run.id}"
+        ) from None
     state = finished.state
     submitted.final_state = state.name if state is not None else "unknown"
     submitted.message = " ".join((state.message or "").split()) if state is not None else ""
@@ -209,12 +226,19 @@ def _stderr(line: str) -> None:
 def submit_settings(settings: Settings, watch: bool = False, timeout: int | None = None, echo=_stderr) -> Submitted:
     """Submit validated settings to the deployment on the work pool named by `running_on`."""
     parameter = settings_parameter(settings)
-    return asyncio.run(_submit(lambda client: _find_deployment(client, settings.running_on), lambda _: parameter,
-                               watch, timeout, echo))
+    return asyncio.run(
+        _submit(lambda client: _find_deployment(client, settings.running_on), lambda _: parameter, watch, timeout, echo)
+    )
 
 
-def submit_to_deployment(deployment: str, config: Path | None = None, sets: list[str] | None = None, watch: bool = False,
-                         timeout: int | None = None, echo=_stderr) -> Submitted:
+def submit_to_deployment(
+    deployment: str,
+    config: Path | None = None,
+    sets: list[str] | None = None,
+    watch: bool = False,
+    timeout: int | None = None,
+    echo=_stderr,
+) -> Submitted:
     """Start a run of `deployment` (NAME or llm-trainer/NAME) with its settings changed by `config` and `sets`."""
 
     def settings_for(found) -> dict[str, Any]:

@@ -1,84 +1,58 @@
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
+import contextlib
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NONE
 
-from tasks.common import registry_lock
-from tasks.validate import DatasetSnapshot
-from trainer import tracking
-from trainer.assets import ModelAssets
-from trainer.evaluation import EvalReport
-from trainer.promotion import CHALLENGER, CHAMPION, DECISION_TAG, decide_for_run, move_alias
-from trainer.settings import Settings
-from trainer.training import TrainResult
+from tasks.retry import transient_retries
+from trainer.config.settings import Settings
+from trainer.data.snapshot import DatasetSnapshot
+from trainer.evaluate.report import EvalReport
+from trainer.model.assets import ModelAssets
+from trainer.stages.register import RegisteredModel, register_for_run
+from trainer.train.job import TrainResult
 
 
-@dataclass
-class RegisteredModel:
-    name: str
-    version: str
-    model_uri: str
-    aliases: list[str]
-    promotion: str = ""  # the policy's decision, in words
-    promoted: bool = False
-
-
-# Idempotent per flow run: the version is found again by this run's MLflow run id, and a recorded
-# promotion decision is repeated, not re-made. A retry after a crash at any point converges on one
-# version with one decision.
-@task(name="register", retries=2, retry_delay_seconds=[5, 30], cache_policy=NONE)
-def register_model(settings: Settings, dataset: DatasetSnapshot, assets: ModelAssets, trained: TrainResult,
-                   report: EvalReport) -> RegisteredModel:
+# Idempotent per flow run (see trainer/stages/register.py): a retry converges on one version with
+# one promotion decision.
+@task(name="register", cache_policy=NONE, **transient_retries(5, 30))
+def register_model(
+    settings: Settings, dataset: DatasetSnapshot, assets: ModelAssets, trained: TrainResult, report: EvalReport
+) -> RegisteredModel:
     """Log the adapter as a pyfunc model, register one version per flow run, tag it, alias it
-    `challenger`, and move `champion` when the promotion policy passes."""
+    `challenger`, and record the promotion decision (`champion` moves after the backup: promote_model).
+    A diverged model (NaN / infinite loss or metrics) is not registered: NonFiniteError, not retried."""
     with registry_lock(settings.model_name):
-        return _register(settings, dataset, assets, trained, report)
+        registered = register_for_run(settings, dataset, assets, trained, report)
+    get_run_logger().info(
+        "Registered %s version %s (aliases: %s). Promotion: %s%s",
+        registered.name, registered.version, ", ".join(registered.aliases) or "none", registered.promotion,
+        " (champion once the backup is verified)" if registered.promoted else "",
+    )  # fmt: skip
+    return registered
 
 
-def _register(settings: Settings, dataset: DatasetSnapshot, assets: ModelAssets, trained: TrainResult,
-              report: EvalReport) -> RegisteredModel:
-    logger = get_run_logger()
-    name = settings.model_name
-    version = tracking.find_version_for_run(name, dataset.run_id)
-    if version is None:
-        version = str(tracking.log_adapter_model(
-            dataset.run_id, Path(trained.adapter_dir), Path(assets.base_model_dir), assets.hub_id,
-            settings.quantization_bits, settings.max_new_tokens, name,
-        ).version)
-    else:
-        logger.info("Version %s was already registered by this flow run; not registering another", version)
-    tracking.set_version_tags(name, version, {
-        "data_fingerprint": dataset.fingerprint, "contract_version": dataset.contract_version,
-        "base_model_architecture": settings.base_model_architecture, "flow_run": dataset.run_name,
-        "settings_hash": tracking.settings_hash(settings), "eval_rows": len(dataset.eval_examples),
-        **assets.lineage,
-        **{k: f"{v:.6g}" for k, v in report.all_metrics().items()},
-    })
-    recorded = tracking.model_version(name, version).tags
-    if DECISION_TAG in recorded:  # decided by an earlier attempt of this same flow run
-        promoted = recorded[DECISION_TAG].startswith("promoted")
-        reason = recorded.get("promotion_reason", "")
-    else:
-        tracking.set_alias(name, CHALLENGER, version)
-        current = tracking.get_alias_version(name, CHAMPION)
-        if current == version:  # an earlier attempt moved the alias, then stopped before recording why
-            promoted, reason = True, "promoted by an earlier attempt of this flow run"
-            tracking.set_version_tags(name, version, {DECISION_TAG: "promoted", "promotion_reason": reason})
-        else:
-            decision = decide_for_run(
-                settings.promotion_metric, settings.promotion_direction, settings.min_improvement, settings.auto_promote,
-                report.metrics(), report.champion_version, report.baselines.get("champion"), current, "; ".join(report.notes),
-            )
-            if decision.promote:
-                move_alias(name, version, CHAMPION, "promotion policy", decision.reason)
-            tracking.set_version_tags(name, version, decision.tags())  # last: marks the register step done
-            promoted, reason = decision.promote, decision.reason
-    tracking.set_tags(dataset.run_id, {"registered_model": name, "registered_version": version,
-                                       DECISION_TAG: "promoted" if promoted else "kept_champion", "promotion_reason": reason})
-    aliases = sorted(tracking.model_version(name, version).aliases)
-    logger.info("Registered %s version %s (aliases: %s). Promotion: %s", name, version, ", ".join(aliases) or "none", reason)
-    return RegisteredModel(name=name, version=version, model_uri=f"models:/{name}/{version}", aliases=aliases,
-                           promotion=reason, promoted=promoted)
+@contextmanager
+def registry_lock(model_name: str, timeout_seconds: float = 1800) -> Iterator[None]:
+    """One registration (and promotion decision) at a time per registered model, across every
+    deployment and ad hoc run that talks to this Prefect API.
+
+    A deployment's `concurrency_limit` only serialises runs of that one deployment; the scheduled
+    and the ad hoc deployment of one model could otherwise both read the same champion and both
+    promote. A Prefect global concurrency limit of 1 named after the model closes that; it is
+    created on first use (Prefect no longer creates limits implicitly).
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.concurrency.sync import concurrency
+    from prefect.exceptions import ObjectAlreadyExists
+
+    name = "llm-trainer-register-" + re.sub(r"[^A-Za-z0-9._-]", "-", model_name)
+    # ObjectAlreadyExists: created by a concurrent run between the read and the create.
+    with get_client(sync_client=True) as client, contextlib.suppress(ObjectAlreadyExists):
+        client.upsert_global_concurrency_limit_by_name(name, 1)
+    with concurrency(name, occupy=1, timeout_seconds=timeout_seconds, strict=True):
+        yield

@@ -26,6 +26,7 @@ os.environ.update(
     PREFECT_SERVER_ANALYTICS_ENABLED="false",
     MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
     TOKENIZERS_PARALLELISM="false",
+    PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120",
 )
 Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
 
@@ -35,14 +36,14 @@ DEMO_DATA = REPO / "examples" / "data" / "customer-support" / "chat"
 
 @pytest.fixture(scope="session")
 def tiny_model_dir() -> Path:
-    from trainer.tiny import ensure_tiny_model
+    from trainer.model.tiny import ensure_tiny_model
 
     return ensure_tiny_model()
 
 
 @pytest.fixture(scope="session")
 def tiny_tokenizer(tiny_model_dir):
-    from trainer.model import load_tokenizer
+    from trainer.model.loading import load_tokenizer
 
     return load_tokenizer(tiny_model_dir)
 
@@ -51,7 +52,8 @@ def tiny_tokenizer(tiny_model_dir):
 def prefect_server():
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=60):
+    # A busy 2-core machine can take minutes to start the server.
+    with prefect_test_harness(server_startup_timeout=240):
         yield
 
 
@@ -60,7 +62,7 @@ def tokenizer_folder(tmp_path_factory) -> Path:
     """The tiny model's tokenizer alone, as a local model folder (token checks need no weights)."""
     import json
 
-    from trainer.tiny import build_tokenizer
+    from trainer.model.tiny import build_tokenizer
 
     folder = tmp_path_factory.mktemp("tokenizer")
     build_tokenizer().save_pretrained(folder)

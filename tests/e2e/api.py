@@ -13,8 +13,9 @@ TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 def _request(url: str, body: dict | None = None) -> dict:
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"},
-                                     method="POST" if data is not None else "GET")
+    request = urllib.request.Request(
+        url, data=data, headers={"Content-Type": "application/json"}, method="POST" if data is not None else "GET"
+    )
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read() or b"{}")
 
@@ -32,8 +33,10 @@ class MlflowRest:
     def run_for_flow_run(self, flow_run_id: str, experiment: str = "llm-trainer") -> dict:
         """The MLflow run of a flow run (tagged llm_trainer.run_key = the flow run id)."""
         experiment_id = self.get("experiments/get-by-name", experiment_name=experiment)["experiment"]["experiment_id"]
-        found = self.post("runs/search", {"experiment_ids": [experiment_id],
-                                          "filter": f"tags.`llm_trainer.run_key` = '{flow_run_id}'"}).get("runs", [])
+        found = self.post(
+            "runs/search",
+            {"experiment_ids": [experiment_id], "filter": f"tags.`llm_trainer.run_key` = '{flow_run_id}'"},
+        ).get("runs", [])
         assert len(found) == 1, f"expected one MLflow run for flow run {flow_run_id}, found {len(found)}"
         return found[0]
 

@@ -13,6 +13,13 @@ from tests.e2e.api import MlflowRest, PrefectRest
 from tests.e2e.servers import Stack
 
 
+def pytest_collection_modifyitems(items):
+    # Everything here starts the real servers: `make test-fast` leaves the folder out by its marker.
+    for item in items:
+        if "tests/e2e/" in item.nodeid:
+            item.add_marker(pytest.mark.e2e)
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory, tiny_model_dir):
     root = tmp_path_factory.mktemp("e2e-stack")
@@ -28,7 +35,9 @@ def stack(tmp_path_factory, tiny_model_dir):
     finally:
         stack.stop()  # raises if a process group or a marked process survives
         if stack.leftovers_killed:
-            warnings.warn(f"e2e stack: killed processes that outlived their groups: {stack.leftovers_killed}")
+            warnings.warn(
+                f"e2e stack: killed processes that outlived their groups: {stack.leftovers_killed}", stacklevel=2
+            )
 
 
 @pytest.fixture(scope="session")
@@ -56,4 +65,3 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     setattr(item, f"rep_{report.when}", report)
-

@@ -17,6 +17,7 @@ process still carrying the mark, and raises if one survives.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -95,10 +96,8 @@ def stop_service(service: Service, grace: float = 15.0) -> None:
             time.sleep(0.1)
         if not _group_alive(pgid):
             break
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         service.proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        pass
 
 
 @dataclass
@@ -114,7 +113,7 @@ class Stack:
     leftovers_killed: list[int] = field(default_factory=list)  # marked processes stop() had to kill
 
     @classmethod
-    def start(cls, root: Path, timeout: float = 120.0) -> "Stack":
+    def start(cls, root: Path, timeout: float = 120.0) -> Stack:
         root = Path(root)
         root.mkdir(parents=True, exist_ok=True)
         prefect_port, mlflow_port = free_port(), free_port()
@@ -146,15 +145,42 @@ class Stack:
         for key in ("MLFLOW_REGISTRY_URI", "PREFECT_PROFILES_PATH"):
             env.pop(key, None)
         Path(env["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
-        stack = cls(root=root, prefect_url=env["PREFECT_API_URL"], mlflow_url=env["MLFLOW_TRACKING_URI"], env=env, mark=mark)
+        stack = cls(
+            root=root, prefect_url=env["PREFECT_API_URL"], mlflow_url=env["MLFLOW_TRACKING_URI"], env=env, mark=mark
+        )
         try:
-            stack._spawn("prefect-server", [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1",
-                                            "--port", str(prefect_port), "--no-ui", "--analytics-off"])
+            stack._spawn(
+                "prefect-server",
+                [
+                    str(BIN / "prefect"),
+                    "server",
+                    "start",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(prefect_port),
+                    "--no-ui",
+                    "--analytics-off",
+                ],
+            )
             (root / "mlartifacts").mkdir(exist_ok=True)
-            stack._spawn("mlflow-server", [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(mlflow_port),
-                                           "--workers", "1",
-                                           "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-                                           "--artifacts-destination", str(root / "mlartifacts")])
+            stack._spawn(
+                "mlflow-server",
+                [
+                    str(BIN / "mlflow"),
+                    "server",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(mlflow_port),
+                    "--workers",
+                    "1",
+                    "--backend-store-uri",
+                    f"sqlite:///{root / 'mlflow.db'}",
+                    "--artifacts-destination",
+                    str(root / "mlartifacts"),
+                ],
+            )
             stack.wait_healthy(stack.services[0], f"{stack.prefect_url}/health", timeout)
             stack.wait_healthy(stack.services[1], f"{stack.mlflow_url}/health", timeout)
         except BaseException:
@@ -165,8 +191,15 @@ class Stack:
     def _spawn(self, name: str, cmd: list[str], cwd: Path = REPO) -> Service:
         log = self.root / f"{name}.log"
         handle = log.open("ab")
-        proc = subprocess.Popen(cmd, cwd=cwd, env=self.env, stdout=handle, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            cwd=cwd,
+            env=self.env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         handle.close()
         service = Service(name, proc, log)
         self.services.append(service)
@@ -187,15 +220,25 @@ class Stack:
             time.sleep(0.3)
         raise TimeoutError(f"{service.name} not healthy at {url} after {timeout:.0f}s:\n{service.tail()}")
 
-    def cli(self, *args: str, timeout: float = 240, check: bool = True, env: dict[str, str] | None = None,
-            cwd: Path = REPO) -> subprocess.CompletedProcess:
+    def cli(
+        self, *args: str, timeout: float = 240, check: bool = True, env: dict[str, str] | None = None, cwd: Path = REPO
+    ) -> subprocess.CompletedProcess:
         """Run a console script of this venv (`prefect`, `llm-trainer`, ...) against the stack."""
         cmd = [str(BIN / args[0]), *args[1:]]
-        result = subprocess.run(cmd, cwd=cwd, env={**self.env, **(env or {})}, capture_output=True, text=True,
-                                timeout=timeout, stdin=subprocess.DEVNULL)
+        result = subprocess.run(
+            cmd,
+            cwd=cwd,
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
         if check and result.returncode != 0:
-            raise AssertionError(f"{' '.join(args)} exited {result.returncode}\n--- stdout\n{result.stdout[-4000:]}"
-                                 f"\n--- stderr\n{result.stderr[-4000:]}")
+            raise AssertionError(
+                f"{' '.join(args)} exited {result.returncode}\n--- stdout\n{result.stdout[-4000:]}"
+                f"\n--- stderr\n{result.stderr[-4000:]}"
+            )
         return result
 
     def popen(self, *args: str, name: str) -> Service:
@@ -214,17 +257,15 @@ class Stack:
             stop_service(service)
         self.leftovers_killed = _marked_processes(self.mark)
         for pid in self.leftovers_killed:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         time.sleep(0.5 if self.leftovers_killed else 0)
         survivors = _marked_processes(self.mark)
         alive = [s.name for s in self.services if _group_alive(s.proc.pid)]
         if survivors or alive:
             raise RuntimeError(f"processes left behind: groups {alive}, pids {survivors}")
 
-    def __enter__(self) -> "Stack":
+    def __enter__(self) -> Stack:
         return self
 
     def __exit__(self, *exc) -> None:

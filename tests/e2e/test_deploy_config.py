@@ -6,9 +6,16 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from flows.submit import PATH_SETTINGS, check_values, layered_values, settings_parameter, split_running_on
+from flows.submit import (
+    PATH_SETTINGS,
+    check_values,
+    layered_values,
+    settings_parameter,
+    split_running_on,
+)
 from tests.e2e.servers import REPO
-from trainer.settings import SettingsError, load_settings
+from trainer.config.loading import load_settings
+from trainer.errors import SettingsError
 
 CONFIG = yaml.safe_load((REPO / "prefect.yaml").read_text())
 DEPLOYMENTS = {d["name"]: d for d in CONFIG["deployments"]}
@@ -56,7 +63,8 @@ def test_layering_and_checks_match_the_cli(tmp_path):
     assert values["registered_model_name"] == base["registered_model_name"]
     # A path that is missing here may exist on the worker: a note, not an error.
     assert check_values({**base, "training_data_path": "/data/tickets"}) == [
-        "training_data_path: /data/tickets is not here; it must exist on the worker"]
+        "training_data_path: /data/tickets is not here; it must exist on the worker"
+    ]
     with pytest.raises(SettingsError, match=r"^learning_rate: Input should be less than or equal to 1 \(got 5\)$"):
         check_values({**base, "learning_rate": 5})
     with pytest.raises(SettingsError, match="unknown setting 'lerning_rate'"):
@@ -75,14 +83,15 @@ def test_run_with_running_on_and_no_prefect_api_trains_here_and_says_so(monkeypa
     settings = load_settings("demo", None, ["running_on=phx-node-02"])
     assert _submitted_to_running_on(settings) is False
     assert capsys.readouterr().err.strip() == (
-        "running_on=phx-node-02: PREFECT_API_URL is not set, so this run trains here, in this process")
+        "running_on=phx-node-02: PREFECT_API_URL is not set, so this run trains here, in this process"
+    )
 
 
 def test_operations_doc_commands_name_real_commands_deployments_and_settings():
     import re
 
     from flows.cli import app
-    from trainer.settings import Settings
+    from trainer.config.settings import Settings
 
     text = (REPO / "docs" / "operations.md").read_text()
     for name in DEPLOYMENTS:

@@ -13,7 +13,13 @@ from datetime import datetime
 import pytest
 
 from tests.e2e.api import metrics, params, tags
-from tests.e2e.helpers import LEAN, deployment_settings, flow_run_id, set_flags, settings_json
+from tests.e2e.helpers import (
+    LEAN,
+    deployment_settings,
+    flow_run_id,
+    set_flags,
+    settings_json,
+)
 from tests.e2e.servers import WORK_POOL
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("logs_on_failure")]
@@ -27,8 +33,9 @@ def when(timestamp: str) -> datetime:
 def test_adhoc_deployment_run_is_recorded_and_registered(stack, mlflow_api):
     name = "e2e-adhoc"
     settings = {**deployment_settings("adhoc"), **LEAN, "registered_model_name": name}
-    out = stack.cli("prefect", "deployment", "run", "llm-trainer/adhoc", "--params", settings_json(settings), "--watch",
-                    timeout=240)
+    out = stack.cli(
+        "prefect", "deployment", "run", "llm-trainer/adhoc", "--params", settings_json(settings), "--watch", timeout=240
+    )
     assert "Flow run finished successfully in 'Completed'" in out.stdout
     run = mlflow_api.run_for_flow_run(flow_run_id(out.stdout))
     run_id = run["info"]["run_id"]
@@ -57,13 +64,32 @@ def test_adhoc_deployment_run_is_recorded_and_registered(stack, mlflow_api):
 def test_bad_settings_are_refused_when_the_run_is_created(stack, prefect_api):
     base = deployment_settings("adhoc")
     # prefect deployment run: the server checks the deployment's schema (enforce_parameter_schema).
-    out = stack.cli("prefect", "deployment", "run", "llm-trainer/adhoc", "--params", settings_json(base, learning_rate=5),
-                    check=False, timeout=60)
+    out = stack.cli(
+        "prefect",
+        "deployment",
+        "run",
+        "llm-trainer/adhoc",
+        "--params",
+        settings_json(base, learning_rate=5),
+        check=False,
+        timeout=60,
+    )
     message = " ".join(out.stdout.split())
     assert out.returncode == 1, out.stdout + out.stderr
-    assert "Validation failed for field 'settings.learning_rate'. Failure reason: 5 is greater than the maximum of 1.0" in message
-    out = stack.cli("prefect", "deployment", "run", "llm-trainer/adhoc", "--params", settings_json(base, lerning_rate=0.1),
-                    check=False, timeout=60)
+    assert (
+        "Validation failed for field 'settings.learning_rate'. Failure reason: 5 is greater than the maximum of 1.0"
+        in message
+    )
+    out = stack.cli(
+        "prefect",
+        "deployment",
+        "run",
+        "llm-trainer/adhoc",
+        "--params",
+        settings_json(base, lerning_rate=0.1),
+        check=False,
+        timeout=60,
+    )
     assert out.returncode == 1 and "'lerning_rate' was unexpected" in " ".join(out.stdout.split())
     # llm-trainer submit / run: the CLI's own one-line messages, before anything reaches Prefect.
     out = stack.cli("llm-trainer", "submit", "llm-trainer/adhoc", "--set", "learning_rate=5", check=False, timeout=60)
@@ -71,11 +97,21 @@ def test_bad_settings_are_refused_when_the_run_is_created(stack, prefect_api):
     assert out.stderr.strip() == "error: learning_rate: Input should be less than or equal to 1 (got 5)"
     out = stack.cli("llm-trainer", "run", "--set", "running_on=gpu-pool-that-is-not-there", check=False, timeout=60)
     assert out.returncode == 1 and out.stderr.strip().startswith(
-        "error: running_on: no llm-trainer deployment on work pool 'gpu-pool-that-is-not-there'")
+        "error: running_on: no llm-trainer deployment on work pool 'gpu-pool-that-is-not-there'"
+    )
     # A folder that only the worker can check: submitted with a note, then the run fails on the
     # worker before any stage, its state message naming the setting. (--timeout 1: stop watching.)
-    out = stack.cli("llm-trainer", "submit", "--set", "training_data_path=examples/nope", "--watch", "--timeout", "1",
-                    check=False, timeout=60)
+    out = stack.cli(
+        "llm-trainer",
+        "submit",
+        "--set",
+        "training_data_path=examples/nope",
+        "--watch",
+        "--timeout",
+        "1",
+        check=False,
+        timeout=60,
+    )
     assert "note: training_data_path: examples/nope is not here; it must exist on the worker" in out.stderr
     assert out.returncode == 1 and "still running after 1s; follow it: prefect flow-run watch" in out.stderr
     (failed,) = prefect_api.wait([flow_run_id(out.stderr)], timeout=60).values()
@@ -94,16 +130,28 @@ def test_scheduled_retraining_continues_from_the_champion(stack, mlflow_api):
     # The first scheduled run of a new model: no champion yet, so (trained_artifact_if_unset:
     # start_from_base) it trains from the base, says so, and becomes the first champion.
     assert scheduled["trained_artifact_if_unset"] == "start_from_base"
-    first = stack.cli("llm-trainer", "submit", "llm-trainer/scheduled-retraining",
-                      *set_flags(**lean, trained_artifact=champion_uri), "--watch", timeout=240)
+    first = stack.cli(
+        "llm-trainer",
+        "submit",
+        "llm-trainer/scheduled-retraining",
+        *set_flags(**lean, trained_artifact=champion_uri),
+        "--watch",
+        timeout=240,
+    )
     assert mlflow_api.alias(name, "champion") == "1"
     first_run = mlflow_api.run_for_flow_run(first.stdout.strip())
     assert tags(first_run)["parent_note"] == f"{champion_uri} was not set: trained from the base"
     assert "parent_model" not in tags(first_run)
 
     # The scheduled run itself: only the model name and length changed, so it starts from models:/NAME@champion.
-    second = stack.cli("llm-trainer", "submit", "llm-trainer/scheduled-retraining",
-                       *set_flags(**lean, trained_artifact=champion_uri), "--watch", timeout=240)
+    second = stack.cli(
+        "llm-trainer",
+        "submit",
+        "llm-trainer/scheduled-retraining",
+        *set_flags(**lean, trained_artifact=champion_uri),
+        "--watch",
+        timeout=240,
+    )
     run = mlflow_api.run_for_flow_run(second.stdout.strip())
     p, t = params(run), tags(run)
     assert p["trained_artifact"] == champion_uri and t["trained_artifact"] == champion_uri
@@ -130,16 +178,31 @@ def test_two_runs_at_once_are_serialised_and_both_registered(stack, mlflow_api, 
     settings = {**deployment_settings("adhoc"), **LEAN, "registered_model_name": name}
     # One run with `prefect deployment run`, one with `llm-trainer run --set running_on=POOL`
     # (PREFECT_API_URL is set: it submits to the deployment on that pool and returns).
-    by_prefect = stack.popen("prefect", "deployment", "run", "llm-trainer/adhoc", "--params", settings_json(settings),
-                             name="concurrent-prefect")
-    by_cli = stack.cli("llm-trainer", "run", "--preset", "demo", *set_flags(**LEAN, registered_model_name=name,
-                                                                           running_on=WORK_POOL), timeout=60)
+    by_prefect = stack.popen(
+        "prefect",
+        "deployment",
+        "run",
+        "llm-trainer/adhoc",
+        "--params",
+        settings_json(settings),
+        name="concurrent-prefect",
+    )
+    by_cli = stack.cli(
+        "llm-trainer",
+        "run",
+        "--preset",
+        "demo",
+        *set_flags(**LEAN, registered_model_name=name, running_on=WORK_POOL),
+        timeout=60,
+    )
     assert "Submitted flow run" in by_cli.stderr and "to llm-trainer/adhoc on work pool 'llm-trainer'" in by_cli.stderr
     assert by_prefect.proc.wait(timeout=60) == 0, by_prefect.tail()
     ids = [flow_run_id(by_prefect.log.read_text()), flow_run_id(by_cli.stderr)]
 
     finished = prefect_api.wait(ids, timeout=220)
-    assert {r["state"]["type"] for r in finished.values()} == {"COMPLETED"}, {i: r["state"] for i, r in finished.items()}
+    assert {r["state"]["type"] for r in finished.values()} == {"COMPLETED"}, {
+        i: r["state"] for i, r in finished.items()
+    }
     # concurrency_limit 1: one run waited for the other's slot, and they did not overlap.
     first, second = sorted(finished.values(), key=lambda r: when(r["start_time"]))
     assert when(second["start_time"]) >= when(first["end_time"])

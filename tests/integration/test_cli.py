@@ -29,7 +29,9 @@ def test_presets_and_models_tables():
     presets = cli("presets")
     assert presets.returncode == 0 and "customer-service-bot" in presets.stdout and "legal-document" in presets.stdout
     models = cli("models")
-    assert models.returncode == 0 and "meta-llama/Llama-3.1-8B-Instruct" in models.stdout and "tiny-llama" in models.stdout
+    assert (
+        models.returncode == 0 and "meta-llama/Llama-3.1-8B-Instruct" in models.stdout and "tiny-llama" in models.stdout
+    )
 
 
 @pytest.mark.parametrize(
@@ -71,8 +73,12 @@ def test_validate_exit_codes_and_report(tmp_path):
     result = cli("validate", str(bad), "--report", str(tmp_path / "bad.json"))
     assert result.returncode == 1
     assert json.loads((tmp_path / "bad.json").read_text())["quarantined"][0] == {
-        "file": "d.jsonl", "line": 2, "reason": "blank_content", "detail": "messages[1].content is empty or whitespace only",
-        "raw": json.dumps(chat("q2", " ")), "raw_base64": None,
+        "file": "d.jsonl",
+        "line": 2,
+        "reason": "blank_content",
+        "detail": "messages[1].content is empty or whitespace only",
+        "raw": json.dumps(chat("q2", " ")),
+        "raw_base64": None,
     }
     missing = cli("validate", str(tmp_path / "missing"))
     assert missing.returncode == 2 and missing.stderr.startswith("error: ") and "Traceback" not in missing.stderr
@@ -89,3 +95,29 @@ def test_run_stops_before_loading_a_model_on_bad_data(tmp_path):
     assert last.startswith("error: training_data_path: 1 of 21 rows quarantined") and "d.jsonl:21 blank_content" in last
     assert str(tmp_path / "out" / "data" / "validation_report.json") in last
     assert "Training on" not in result.stderr and not (tmp_path / "out" / "checkpoints").exists()
+
+
+@pytest.mark.slow
+def test_a_missing_trained_artifact_fails_at_once_with_one_line(tmp_path):
+    """A deterministic error in a task: one `error:` line, no traceback, no retry, within seconds of
+    the resolve task starting (it used to wait 5 s and 30 s for two retries first)."""
+    import re
+    from datetime import datetime
+
+    missing = tmp_path / "no-such-checkpoint"
+    result = cli("run", "--set", f"trained_artifact={missing}", "--set", f"output_dir={tmp_path / 'out'}", timeout=600)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [f"error: trained_artifact: {missing} does not exist; give a checkpoint or adapter folder, "
+                      "models:/NAME/VERSION, models:/NAME@ALIAS or runs:/RUN_ID/model"], output  # fmt: skip
+    assert "Traceback" not in output and "Retrying" not in output and "Retries are exhausted" not in output
+
+    def when(pattern: str) -> datetime:
+        line = next(line for line in output.splitlines() if re.search(pattern, line))
+        return datetime.strptime(line.split(" | ")[0].strip(), "%H:%M:%S.%f")
+
+    started = when(r"Task run 'validate-\w+' - Finished in state Completed")
+    failed = when(r"Task run 'resolve-\w+' - Finished in state Failed")
+    assert (failed - started).total_seconds() < 5
+    assert not (tmp_path / "out" / "checkpoints").exists()

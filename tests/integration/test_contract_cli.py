@@ -36,15 +36,26 @@ def test_counts_table_report_and_exit_one(tmp_path):
     table = result.stdout
     assert "3/6 rows valid, 3 quarantined" in table
     assert "│ b.csv        │ instruction │    2 │     1 │           1 │ ragged_row ×1" in table, table
-    assert "│ chat/a.jsonl │ chat        │    4 │     2 │           2 │ blank_content ×1, invalid_json ×1" in table, table
+    assert "│ chat/a.jsonl │ chat        │    4 │     2 │           2 │ blank_content ×1, invalid_json ×1" in table, (
+        table
+    )
     assert "chat/a.jsonl:2  blank_content: messages[1].content is empty or whitespace only" in table
-    assert "ignored (not *.jsonl / *.csv): README.md" in table
+    assert "not read: README.md" in table
     saved = json.loads(report.read_text())
-    assert (saved["rows_total"], saved["rows_valid"], saved["rows_quarantined"], saved["format"]) == (6, 3, 3, "chat+instruction")
-    assert [(f["path"], f["format"], f["rows_total"], f["rows_valid"], f["rows_quarantined"]) for f in saved["files"]] == [
-        ("b.csv", "instruction", 2, 1, 1), ("chat/a.jsonl", "chat", 4, 2, 2)]
+    assert (saved["rows_total"], saved["rows_valid"], saved["rows_quarantined"], saved["format"]) == (
+        6,
+        3,
+        3,
+        "chat+instruction",
+    )
+    assert [
+        (f["path"], f["format"], f["rows_total"], f["rows_valid"], f["rows_quarantined"]) for f in saved["files"]
+    ] == [("b.csv", "instruction", 2, 1, 1), ("chat/a.jsonl", "chat", 4, 2, 2)]
     assert [(q["file"], q["line"], q["reason"]) for q in saved["quarantined"]] == [
-        ("b.csv", 3, "ragged_row"), ("chat/a.jsonl", 2, "blank_content"), ("chat/a.jsonl", 4, "invalid_json")]
+        ("b.csv", 3, "ragged_row"),
+        ("chat/a.jsonl", 2, "blank_content"),
+        ("chat/a.jsonl", 4, "invalid_json"),
+    ]
     quarantine = tmp_path / "out" / "report.quarantine.jsonl"
     assert saved["quarantine_path"] == str(quarantine) and len(quarantine.read_text().splitlines()) == 3
 
@@ -73,6 +84,39 @@ def test_token_check_with_a_local_tokenizer(tmp_path, tokenizer_folder):
     assert quarantined.returncode == 1 and "d.jsonl:2  too_many_tokens:" in quarantined.stdout
 
 
+def test_peers_files_without_a_traceback(tmp_path):
+    """A JSON array beside JSON Lines, rows that crashed validation before, and preference data."""
+    data = tmp_path / "data"
+    write_jsonl(data / "a.jsonl", [chat("q1", "a1")])
+    (data / "b.json").write_text(json.dumps([chat("q2", "a2")], indent=2))
+    (data / "d.json").write_text(json.dumps([{"prompt": ["a"], "completion": "b"}], indent=2))  # crashed pandas
+    trl = {"prompt": [{"role": "user", "content": "q3"}], "completion": [{"role": "assistant", "content": "a3"}]}
+    write_jsonl(data / "c.jsonl", [trl])
+    mixed = validate(data)
+    assert mixed.returncode == 1 and "Traceback" not in mixed.stdout + mixed.stderr, mixed.stdout + mixed.stderr
+    assert "3/4 rows valid, 1 quarantined" in mixed.stdout
+    assert "d.json:2  wrong_type: 'completion' is a string while the other is a message list" in mixed.stdout
+    prefs = tmp_path / "prefs"
+    write_jsonl(prefs / "p.jsonl", [{"prompt": "The sky is", "chosen": " blue.", "rejected": " green."}])
+    refused = validate(prefs)
+    assert refused.returncode == 2 and "--map chosen=completion" in one_error_line(refused)
+    chosen = validate(prefs, "--map", "chosen=completion")
+    assert chosen.returncode == 0 and "1/1 rows valid" in chosen.stdout, chosen.stdout + chosen.stderr
+
+
+def test_text_windows_from_the_command_line(tmp_path, tokenizer_folder):
+    data = tmp_path / "data"
+    write_jsonl(data / "t.jsonl", [{"text": "short text"}, {"text": " ".join(f"word{i}" for i in range(300))}])
+    no_length = validate(data, "--text-windows")
+    assert no_length.returncode == 2 and "--text-windows: needs --max-seq-length" in one_error_line(no_length)
+    windows = validate(data, "--max-seq-length", 64, "--model", tokenizer_folder, "--text-windows")
+    assert windows.returncode == 0, windows.stdout + windows.stderr
+    assert (
+        "0 rows over 64" in windows.stdout
+        and "note: 1 text row(s) over max_seq_length were split into" in windows.stdout
+    )
+
+
 def _broken_link(data: Path) -> None:
     write_jsonl(data / "ok.jsonl", [chat("q", "a")])
     (data / "gone.jsonl").symlink_to(data / "nowhere.jsonl")
@@ -92,18 +136,37 @@ def _empty_files(data: Path) -> None:
     "setup, args, needle",
     [
         (None, [], "does not exist"),
-        (lambda d: (d / "README.md").write_text("x"), [], "no *.jsonl or *.csv files found (subfolders included) (ignored: README.md)"),
+        (
+            lambda d: (d / "README.md").write_text("x"),
+            [],
+            "no data files found (*.jsonl, *.json, *.csv, *.parquet, *.jsonl.gz / *.json.gz or a `datasets` "
+            "save_to_disk folder; subfolders included) (ignored: README.md)",
+        ),
         (_empty_files, [], "the data files hold no rows"),
         (_mixed, [], "mixes formats that train differently (a.jsonl is chat but b.jsonl is text)"),
         (_broken_link, [], "gone.jsonl: unreadable (a broken link)"),
-        (_mixed, ["--format", "csv"], "--format: Input should be 'chat', 'sharegpt', 'instruction', 'prompt_completion' or 'text'"),
+        (
+            _mixed,
+            ["--format", "csv"],
+            "--format: Input should be 'chat', 'sharegpt', 'instruction', 'prompt_completion' or 'text'",
+        ),
         (_mixed, ["--map", "question"], "--map 'question': expected SOURCE=TARGET"),
         (_mixed, ["--map", "question=answer"], "--map question: Input should be"),
         (_mixed, ["--report", "DATA/report.json"], "inside the data folder"),
         (_mixed, ["--max-seq-length", "64", "--model", "gpt-17"], "--model: unknown architecture 'gpt-17'"),
     ],
-    ids=["missing", "no-data-files", "no-rows", "mixed-formats", "broken-link", "bad-format", "bad-map", "bad-map-target",
-         "report-in-data", "bad-model"],
+    ids=[
+        "missing",
+        "no-data-files",
+        "no-rows",
+        "mixed-formats",
+        "broken-link",
+        "bad-format",
+        "bad-map",
+        "bad-map-target",
+        "report-in-data",
+        "bad-model",
+    ],
 )
 def test_unusable_input_exits_two_with_one_line(tmp_path, setup, args, needle):
     data = tmp_path / "data"

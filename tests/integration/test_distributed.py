@@ -13,10 +13,13 @@ import mlflow
 import pytest
 
 from tests.conftest import DEMO_DATA, REPO
-from trainer import state
-from trainer.contracts import validate_dataset
-from trainer.distributed import launch
-from trainer.settings import load_settings
+from trainer.config import state
+from trainer.config.loading import load_settings
+from trainer.data.contracts.validate import validate_dataset
+from trainer.train.distributed import launch
+from trainer.train.job import TrainJob
+
+pytestmark = pytest.mark.slow  # trains the tiny model or runs the flow
 
 
 def _rows(limit: int = 48):
@@ -31,10 +34,19 @@ def _checkpoint_files(checkpoint: Path) -> set[str]:
 def test_flow_trains_with_two_processes_and_a_retry(prefect_server, tiny_model_dir, monkeypatch):
     from flows.pipeline import llm_trainer
 
-    settings = load_settings("demo", None, [
-        "num_processes=2", "max_steps=4", "save_every_n_iterations=2", "batch_size=4", "element_name=DDP Test",
-        "num_sample_generations=1", "eval_fraction=0.1",
-    ])
+    settings = load_settings(
+        "demo",
+        None,
+        [
+            "num_processes=2",
+            "max_steps=4",
+            "save_every_n_iterations=2",
+            "batch_size=4",
+            "element_name=DDP Test",
+            "num_sample_generations=1",
+            "eval_fraction=0.1",
+        ],
+    )
     # Both ranks raise at step 3 (after checkpoint-2): torchrun fails, Prefect retries the task,
     # and the retry resumes the 2-process run from checkpoint-2.
     monkeypatch.setenv("LLM_TRAINER_CRASH_AT_STEP", "3")
@@ -81,17 +93,31 @@ def test_two_nodes_meet_on_the_loopback(tiny_model_dir, tmp_path, monkeypatch):
     # Two "nodes" share this machine's cores: one thread each, or OpenMP oversubscription makes
     # every step seconds long (on real nodes each has its own cores).
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    settings = load_settings("demo", None, [
-        "num_nodes=2", "num_processes=1", f"rdzv_endpoint=127.0.0.1:{_free_port()}", "max_steps=3",
-        "save_every_n_iterations=3", "batch_size=4",
-    ])
+    settings = load_settings(
+        "demo",
+        None,
+        [
+            "num_nodes=2",
+            "num_processes=1",
+            f"rdzv_endpoint=127.0.0.1:{_free_port()}",
+            "max_steps=3",
+            "save_every_n_iterations=3",
+            "batch_size=4",
+        ],
+    )
     spec = tmp_path / "distributed" / "spec.json"
     # Node 1 waits for node 0's spec, as an operator's `llm-trainer join` on another machine would.
-    node1 = subprocess.Popen([sys.executable, "-m", "flows.cli", "join", str(spec), "--node-rank", "1", "--wait", "120"],
-                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ))
+    node1 = subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "join", str(spec), "--node-rank", "1", "--wait", "120"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=dict(os.environ),
+    )
     try:
         lines: list[str] = []
-        result = launch(settings, base_model_dir=tiny_model_dir, train_examples=_rows(), output_dir=tmp_path, log_line=lines.append)
+        result = launch(TrainJob(settings, tiny_model_dir, _rows(), tmp_path), log_line=lines.append)
         output, _ = node1.communicate(timeout=120)
     finally:
         node1.kill()
@@ -107,5 +133,5 @@ def test_a_worker_value_error_is_not_a_crash(tiny_model_dir, tmp_path):
     # Every row is longer than 16 tokens: each worker raises ValueError, which must reach the task as
     # a ValueError (not retried), not as a generic crash.
     with pytest.raises(ValueError, match="max_seq_length"):
-        launch(settings, base_model_dir=tiny_model_dir, train_examples=_rows(8), output_dir=tmp_path)
-    assert json.loads((tmp_path / "distributed" / "error.json").read_text())["kind"] == "value"
+        launch(TrainJob(settings, tiny_model_dir, _rows(8), tmp_path))
+    assert json.loads((tmp_path / "distributed" / "error.json").read_text())["kind"] == "pipeline"

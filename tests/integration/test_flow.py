@@ -7,9 +7,11 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from trainer import state
-from trainer.backup import verify
-from trainer.settings import load_settings
+from trainer.config import state
+from trainer.config.loading import load_settings
+from trainer.storage.backup import verify
+
+pytestmark = pytest.mark.slow  # trains the tiny model or runs the flow
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +58,9 @@ def test_registered_version_is_champion_and_answers_prompts(demo_run):
     assert summary.model_version == "1" and set(summary.aliases) == {"challenger", "champion"}
     assert str(client.get_model_version_by_alias(summary.model_name, "champion").version) == "1"
     model = mlflow.pyfunc.load_model(f"models:/{summary.model_name}/{summary.model_version}")
-    answers = model.predict(pd.DataFrame({"prompt": ["My order has not arrived yet, can you help?", "How do I reset my password?"]}))
+    answers = model.predict(
+        pd.DataFrame({"prompt": ["My order has not arrived yet, can you help?", "How do I reset my password?"]})
+    )
     assert len(answers) == 2 and all(isinstance(a, str) and a.strip() for a in answers)
     assert model.predict(["Where is my refund?"], params={"max_new_tokens": 5})[0].strip()
 

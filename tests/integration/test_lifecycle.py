@@ -27,12 +27,20 @@ import torch
 from mlflow import MlflowClient
 
 from tests.conftest import DEMO_DATA, write_jsonl
-from trainer import state
-from trainer.settings import load_settings
+from trainer.config import state
+from trainer.config.loading import load_settings
+
+pytestmark = pytest.mark.slow  # trains the tiny model or runs the flow
 
 NAME = "lc-model"
-SETS = ["max_steps=4", "save_every_n_iterations=2", "num_sample_generations=2", "max_new_tokens=8",
-        f"registered_model_name={NAME}", "element_name=Lifecycle Test"]
+SETS = [
+    "max_steps=4",
+    "save_every_n_iterations=2",
+    "num_sample_generations=2",
+    "max_new_tokens=8",
+    f"registered_model_name={NAME}",
+    "element_name=Lifecycle Test",
+]
 SENTINELS = {
     "HF_TOKEN": "hf_SENTINEL7c1e9aTOKEN",
     "AWS_SECRET_ACCESS_KEY": "aws-SENTINEL-4b2d-secret",
@@ -43,7 +51,9 @@ CLI = [str(Path(sys.executable).with_name("llm-trainer"))]
 
 
 def cli(*args, timeout=120):
-    return subprocess.run(CLI + list(args), capture_output=True, text=True, timeout=timeout, env={**os.environ, "COLUMNS": "250"})
+    return subprocess.run(
+        CLI + list(args), capture_output=True, text=True, timeout=timeout, env={**os.environ, "COLUMNS": "250"}
+    )
 
 
 class _Capture(logging.Handler):
@@ -54,7 +64,7 @@ class _Capture(logging.Handler):
     def emit(self, record):
         try:
             self.lines.append(record.getMessage())
-        except Exception:  # noqa: BLE001 - a badly formatted record is not what this test checks
+        except Exception:
             self.lines.append(str(record.msg))
 
 
@@ -62,7 +72,7 @@ class _Capture(logging.Handler):
 def lifecycle(prefect_server, tiny_model_dir):
     from flows import pipeline
     from tasks.register import register_model
-    from trainer import tracking
+    from trainer import registry
 
     patch = pytest.MonkeyPatch()
     capture = _Capture()
@@ -75,27 +85,45 @@ def lifecycle(prefect_server, tiny_model_dir):
         for key, value in SENTINELS.items():
             patch.setenv(key, value)
         a = pipeline.llm_trainer(load_settings("demo", None, SETS + ["export_merged=true"]))
-        b = pipeline.llm_trainer(load_settings("demo", None, SETS + [f"trained_artifact=models:/{NAME}@champion", "max_steps=8"]))
+        b = pipeline.llm_trainer(
+            load_settings("demo", None, SETS + [f"trained_artifact=models:/{NAME}@champion", "max_steps=8"])
+        )
 
-        real_set_version_tags = tracking.set_version_tags
+        real_set_version_tags = registry.set_version_tags
 
         def crash_once(name, version, tags):
             if not injected:
                 injected.append(version)
-                raise RuntimeError("injected crash after the version was registered")
+                raise ConnectionError("injected: the tracking server went away after the version was registered")
             return real_set_version_tags(name, version, tags)
 
-        patch.setattr(tracking, "set_version_tags", crash_once)
+        patch.setattr(registry, "set_version_tags", crash_once)
         patch.setattr(pipeline, "register_model", register_model.with_options(retry_delay_seconds=0))
-        c = pipeline.llm_trainer(load_settings("demo", None, SETS + [
-            f"trained_artifact=models:/{NAME}/1", "learning_rate=0.5", f"artifact_backup_save_path={memory_backups}",
-        ]))
+        c = pipeline.llm_trainer(
+            load_settings(
+                "demo",
+                None,
+                SETS
+                + [
+                    f"trained_artifact=models:/{NAME}/1",
+                    "learning_rate=0.5",
+                    f"artifact_backup_save_path={memory_backups}",
+                ],
+            )
+        )
     finally:
         patch.undo()
         for logger in loggers:
             logger.removeHandler(capture)
     mlflow.set_tracking_uri(state.tracking_uri())
-    return {"a": a, "b": b, "c": c, "logs": capture.lines, "injected": injected, "client": MlflowClient(state.tracking_uri())}
+    return {
+        "a": a,
+        "b": b,
+        "c": c,
+        "logs": capture.lines,
+        "injected": injected,
+        "client": MlflowClient(state.tracking_uri()),
+    }
 
 
 def _logits(model, tokenizer, text: str):
@@ -105,7 +133,8 @@ def _logits(model, tokenizer, text: str):
 
 
 def test_first_version_is_champion_and_the_merged_export_matches(lifecycle, tiny_model_dir):
-    from trainer.model import load_adapter, load_base_model, load_tokenizer, pick_runtime
+    from trainer.model.loading import load_adapter, load_base_model, load_tokenizer
+    from trainer.model.runtime import pick_runtime
 
     a = lifecycle["a"]
     assert a.model_version == "1" and set(a.aliases) == {"challenger", "champion"}
@@ -126,7 +155,12 @@ def test_first_version_is_champion_and_the_merged_export_matches(lifecycle, tiny
 
 def test_resume_from_the_champion_alias_records_lineage_and_promotes_a_better_version(lifecycle):
     a, b, client = lifecycle["a"], lifecycle["b"], lifecycle["client"]
-    expected = {"parent_model": NAME, "parent_version": "1", "parent_run_id": a.mlflow_run_id, "parent_alias": "champion"}
+    expected = {
+        "parent_model": NAME,
+        "parent_version": "1",
+        "parent_run_id": a.mlflow_run_id,
+        "parent_alias": "champion",
+    }
     assert expected.items() <= b.lineage.items() and b.lineage["parent_kind"] == "adapter"
     run_tags = client.get_run(b.mlflow_run_id).data.tags
     version = client.get_model_version(NAME, "2")
@@ -138,7 +172,14 @@ def test_resume_from_the_champion_alias_records_lineage_and_promotes_a_better_ve
     assert b.model_version == "2" and set(b.aliases) == {"challenger", "champion"}
     assert version.tags["promotion_decision"] == "promoted" and version.tags["promotion_compared_with"] == "1"
     assert version.tags["champion_previous"] == "1" and "better by" in version.tags["champion_reason"]
-    for key in ("data_fingerprint", "contract_version", "settings_hash", "eval_loss", "base_eval_loss", "champion_eval_loss"):
+    for key in (
+        "data_fingerprint",
+        "contract_version",
+        "settings_hash",
+        "eval_loss",
+        "base_eval_loss",
+        "champion_eval_loss",
+    ):
         assert version.tags[key], key
 
 
@@ -165,15 +206,25 @@ def test_each_run_ends_with_a_report_a_loss_curve_and_a_sample_table(lifecycle):
     local = Path(mlflow.artifacts.download_artifacts(run_id=b.mlflow_run_id, artifact_path="report"))
     assert (local / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
     report = (local / "run_report.md").read_text()
-    assert "| eval_loss |" in report and "champion v1" in report and "base model" in report and b.backup_location in report
-    table = json.loads(Path(mlflow.artifacts.download_artifacts(run_id=b.mlflow_run_id, artifact_path="eval/sample_generations.json")).read_text())
-    assert table["columns"] == ["prompt", "reference", "output", "base_output", "champion_output"] and len(table["data"]) == 2
+    assert (
+        "| eval_loss |" in report and "champion v1" in report and "base model" in report and b.backup_location in report
+    )
+    table = json.loads(
+        Path(
+            mlflow.artifacts.download_artifacts(run_id=b.mlflow_run_id, artifact_path="eval/sample_generations.json")
+        ).read_text()
+    )
+    assert (
+        table["columns"] == ["prompt", "reference", "output", "base_output", "champion_output"]
+        and len(table["data"]) == 2
+    )
     artifact = Artifact.get("run-report")
     assert artifact is not None and "# Run `" in artifact.data
 
 
 def test_pyfunc_round_trip_gives_the_same_logits(lifecycle, tiny_model_dir):
-    from trainer.model import load_adapter, load_base_model, load_tokenizer, pick_runtime
+    from trainer.model.loading import load_adapter, load_base_model, load_tokenizer
+    from trainer.model.runtime import pick_runtime
 
     b = lifecycle["b"]
     adapter = Path(lifecycle["client"].get_run(b.mlflow_run_id).data.tags["output_dir"]) / "adapter"
@@ -189,7 +240,17 @@ def test_compare_and_promote_from_the_command_line(lifecycle):
     client = lifecycle["client"]
     result = cli("compare", "--model", NAME)
     assert result.returncode == 0, result.stderr
-    for needle in ("v3", "v2", "v1", "champion", "challenger", "learning_rate", "trained_artifact", "eval_loss", "champion_eval_loss"):
+    for needle in (
+        "v3",
+        "v2",
+        "v1",
+        "champion",
+        "challenger",
+        "learning_rate",
+        "trained_artifact",
+        "eval_loss",
+        "champion_eval_loss",
+    ):
         assert needle in result.stdout, needle
     runs = cli("compare", "--runs", f"{lifecycle['a'].mlflow_run_id},{lifecycle['b'].mlflow_run_id}", "--json")
     table = json.loads(runs.stdout)
@@ -199,7 +260,11 @@ def test_compare_and_promote_from_the_command_line(lifecycle):
     promoted = cli("promote", NAME, "3", "--reason", "rollback drill")
     assert promoted.returncode == 0 and "champion -> version 3 (was 2)" in promoted.stdout, promoted.stderr
     tags = client.get_model_version(NAME, "3").tags
-    assert tags["champion_reason"] == "rollback drill" and tags["champion_previous"] == "2" and tags["champion_set_by"].startswith("manual")
+    assert (
+        tags["champion_reason"] == "rollback drill"
+        and tags["champion_previous"] == "2"
+        and tags["champion_set_by"].startswith("manual")
+    )
     assert cli("promote", NAME, "2", "--reason", "back").returncode == 0
     assert str(client.get_model_version_by_alias(NAME, "champion").version) == "2"
     missing = cli("promote", NAME, "99")
@@ -211,17 +276,27 @@ def _same_model(restored_dir: Path, registered_uri: str) -> None:
     registered = mlflow.pyfunc.load_model(registered_uri)
     r, g = restored.unwrap_python_model(), registered.unwrap_python_model()
     assert torch.equal(_logits(r.model, r.tokenizer, PROMPTS[1]), _logits(g.model, g.tokenizer, PROMPTS[1]))
-    assert restored.predict(PROMPTS, params={"max_new_tokens": 8}) == registered.predict(PROMPTS, params={"max_new_tokens": 8})
+    assert restored.predict(PROMPTS, params={"max_new_tokens": 8}) == registered.predict(
+        PROMPTS, params={"max_new_tokens": 8}
+    )
 
 
 def test_backup_restores_without_mlflow_from_a_local_path_and_from_memory(lifecycle, tmp_path):
-    from trainer.backup import verify
-    from trainer.restore import restore
+    from trainer.storage.backup import verify
+    from trainer.storage.restore import restore
 
     b, c = lifecycle["b"], lifecycle["c"]
     manifest = verify(b.backup_location)
-    for key in ("adapter/adapter_model.safetensors", "adapter/tokenizer.json", "checkpoint/optimizer.pt", "settings/settings.yaml",
-                "eval/eval_report.json", "eval/loss_curve.png", "data/validation_report.json", "model/base_reference.json"):
+    for key in (
+        "adapter/adapter_model.safetensors",
+        "adapter/tokenizer.json",
+        "checkpoint/optimizer.pt",
+        "settings/settings.yaml",
+        "eval/eval_report.json",
+        "eval/loss_curve.png",
+        "data/validation_report.json",
+        "model/base_reference.json",
+    ):
         assert key in manifest.files and manifest.files[key]["bytes"] > 0, key
     assert manifest.metadata["version"] == "2" and manifest.metadata["parent_version"] == "1"
 
@@ -235,20 +310,26 @@ def test_backup_restores_without_mlflow_from_a_local_path_and_from_memory(lifecy
     # model becomes its champion, and restoring the same backup again registers nothing new.
     again = restore(b.backup_location, tmp_path / "register", register=True, name="lc-restored")
     assert again.registered_version == "1" and "champion" in again.aliases
-    assert restore(b.backup_location, tmp_path / "register", register=True, name="lc-restored").registered_version == "1"
+    assert (
+        restore(b.backup_location, tmp_path / "register", register=True, name="lc-restored").registered_version == "1"
+    )
     tags = lifecycle["client"].get_model_version("lc-restored", "1").tags
-    assert tags["restored_from"] == b.backup_location and tags["restored_from_version"] == "2" and tags["parent_version"] == "1"
+    assert (
+        tags["restored_from"] == b.backup_location
+        and tags["restored_from_version"] == "2"
+        and tags["parent_version"] == "1"
+    )
     _same_model(again.model_dir, "models:/lc-restored@champion")
     # The restored checkpoint continues training: it is a complete checkpoint with its lineage.
-    from trainer.lineage import resolve_artifact
+    from trainer.registry.lineage import resolve_artifact
 
     artifact = resolve_artifact(str(local.files_dir / "checkpoint"))
     assert artifact.kind == "checkpoint" and artifact.lineage["parent_run_id"] == b.mlflow_run_id
 
 
 def test_a_corrupted_or_incomplete_backup_is_refused(lifecycle, tmp_path):
-    from trainer.backup import BackupError
-    from trainer.restore import restore
+    from trainer.errors import BackupError
+    from trainer.storage.restore import restore
 
     copy = tmp_path / "backup"
     shutil.copytree(lifecycle["b"].backup_location, copy)
@@ -260,7 +341,9 @@ def test_a_corrupted_or_incomplete_backup_is_refused(lifecycle, tmp_path):
         restore(str(copy), tmp_path / "out")
     (copy / "eval" / "eval_report.json").unlink()
     result = cli("restore", str(copy), "--to", str(tmp_path / "out-cli"))
-    assert result.returncode == 1 and "1 missing: eval/eval_report.json" in result.stderr and "1 changed" in result.stderr
+    assert (
+        result.returncode == 1 and "1 missing: eval/eval_report.json" in result.stderr and "1 changed" in result.stderr
+    )
     assert not (tmp_path / "out-cli" / "model").exists()
 
 
@@ -282,26 +365,41 @@ def test_no_secret_reaches_params_tags_artifacts_files_or_logs(lifecycle):
     client = lifecycle["client"]
     for key in ("a", "b", "c"):
         run = client.get_run(lifecycle[key].mlflow_run_id)
-        text = json.dumps([run.data.params, run.data.tags, client.get_model_version(NAME, lifecycle[key].model_version).tags])
+        text = json.dumps(
+            [run.data.params, run.data.tags, client.get_model_version(NAME, lifecycle[key].model_version).tags]
+        )
         assert not any(s.decode() in text for s in sentinels)
     for line in lifecycle["logs"]:
         assert not any(s.decode() in line for s in sentinels), line
+    # Prefect's database (flow-run parameters, logs, artifacts) and its write-ahead log. The full
+    # check, with a password in MLFLOW_TRACKING_URI and a real MLflow server: tests/e2e/test_trust_secrets.py.
+    from prefect.settings import PREFECT_API_DATABASE_CONNECTION_URL
+
+    database = Path(PREFECT_API_DATABASE_CONNECTION_URL.value().split(":///", 1)[1])
+    files = list(database.parent.glob(f"{database.name}*"))
+    assert database in files
+    for path in files:
+        assert not any(s in path.read_bytes() for s in sentinels), f"a secret leaked into {path}"
 
 
 def test_an_incompatible_artifact_is_refused_naming_both_sides(lifecycle, tiny_model_dir, tmp_path):
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    from trainer.lineage import resolve_artifact
-    from trainer.settings import SettingsError
+    from trainer.errors import SettingsError
+    from trainer.registry.lineage import resolve_artifact
 
     settings = load_settings("demo", None, [])
     source = Path(lifecycle["client"].get_run(lifecycle["a"].mlflow_run_id).data.tags["output_dir"]) / "adapter"
     other_arch = tmp_path / "mistral-adapter"
     shutil.copytree(source, other_arch)
     yaml_file = other_arch / "llm_trainer_settings.yaml"
-    yaml_file.write_text(yaml_file.read_text().replace("base_model_architecture: tiny-llama", "base_model_architecture: mistral-7b"))
-    with pytest.raises(SettingsError, match=r"trained on mistral-7b \(tokenizer [0-9a-f]{12}\), this run uses tiny-llama"):
+    yaml_file.write_text(
+        yaml_file.read_text().replace("base_model_architecture: tiny-llama", "base_model_architecture: mistral-7b")
+    )
+    with pytest.raises(
+        SettingsError, match=r"trained on mistral-7b \(tokenizer [0-9a-f]{12}\), this run uses tiny-llama"
+    ):
         resolve_artifact(str(other_arch), settings, tiny_model_dir)
 
     other_tokenizer = tmp_path / "other-tokenizer-adapter"
@@ -311,33 +409,54 @@ def test_an_incompatible_artifact_is_refused_naming_both_sides(lifecycle, tiny_m
     raw = Tokenizer(models.WordLevel({"[UNK]": 0, "hello": 1, "world": 2}, unk_token="[UNK]"))
     raw.pre_tokenizer = pre_tokenizers.Whitespace()
     PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="[UNK]", eos_token="world").save_pretrained(other_tokenizer)
-    with pytest.raises(SettingsError, match=r"trained on tiny-llama \(tokenizer ([0-9a-f]{12})\), this run uses tiny-llama .* \(tokenizer (?!\1)[0-9a-f]{12}\)"):
+    with pytest.raises(
+        SettingsError,
+        match=r"trained on tiny-llama \(tokenizer ([0-9a-f]{12})\), this run uses tiny-llama .* \(tokenizer "
+        r"(?!\1)[0-9a-f]{12}\)",
+    ):
         resolve_artifact(str(other_tokenizer), settings, tiny_model_dir)
     with pytest.raises(SettingsError, match=f"{NAME} has no alias 'nope'"):
         resolve_artifact(f"models:/{NAME}@nope", settings, tiny_model_dir)
     # A local folder is resolved without MLflow: nothing downloaded, no registry asked.
-    from trainer import tracking
 
     def no_mlflow(*args, **kwargs):
         raise AssertionError("a local trained_artifact must not touch MLflow")
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(tracking, "client", no_mlflow)
-        patch.setattr(tracking, "_mlflow", no_mlflow)
-        assert resolve_artifact(str(source), settings, tiny_model_dir).lineage["parent_run_id"] == lifecycle["a"].mlflow_run_id
+        patch.setattr(mlflow, "MlflowClient", no_mlflow)
+        patch.setattr(mlflow, "set_tracking_uri", no_mlflow)
+        assert (
+            resolve_artifact(str(source), settings, tiny_model_dir).lineage["parent_run_id"]
+            == lifecycle["a"].mlflow_run_id
+        )
 
 
 def test_refine_runs_two_nested_stages_the_second_from_the_first_version(lifecycle, tmp_path):
     from flows.refine import refine
 
     # Evaluate on a separate folder: 12 demo rows (some of them also training rows) are the eval set.
-    rows = [json.loads(line) for f in sorted(DEMO_DATA.glob("*.jsonl")) for line in f.read_text().splitlines() if line.strip()][:12]
+    rows = [
+        json.loads(line)
+        for f in sorted(DEMO_DATA.glob("*.jsonl"))
+        for line in f.read_text().splitlines()
+        if line.strip()
+    ][:12]
     eval_dir = tmp_path / "eval-data"
     write_jsonl(eval_dir / "eval.jsonl", rows)
-    settings = load_settings("demo", None, [
-        "max_steps=2", "refine_max_steps=3", "refine_subset_fraction=0.3", "num_sample_generations=1", "max_new_tokens=4",
-        "registered_model_name=lc-refine", "element_name=Refine Test", f"eval_data_path={eval_dir}",
-    ])
+    settings = load_settings(
+        "demo",
+        None,
+        [
+            "max_steps=2",
+            "refine_max_steps=3",
+            "refine_subset_fraction=0.3",
+            "num_sample_generations=1",
+            "max_new_tokens=4",
+            "registered_model_name=lc-refine",
+            "element_name=Refine Test",
+            f"eval_data_path={eval_dir}",
+        ],
+    )
     summary = refine(settings)
     first, second = summary.stages
     client = lifecycle["client"]
@@ -354,18 +473,33 @@ def test_refine_runs_two_nested_stages_the_second_from_the_first_version(lifecyc
 
 
 def test_an_unset_alias_fails_or_starts_from_the_base_as_asked(lifecycle, tiny_model_dir):
-    from trainer.assets import resolve_assets
-    from trainer.settings import SettingsError
+    from trainer.errors import SettingsError
+    from trainer.stages.resolve import resolve_assets
 
     uri = "models:/never-trained@champion"
     with pytest.raises(SettingsError, match="never-trained has no alias 'champion'"):  # the default: fail
         resolve_assets(load_settings("demo", None, SETS + [f"trained_artifact={uri}"]))
-    fresh = resolve_assets(load_settings("demo", None, SETS + [f"trained_artifact={uri}", "trained_artifact_if_unset=start_from_base"]))
+    fresh = resolve_assets(
+        load_settings("demo", None, SETS + [f"trained_artifact={uri}", "trained_artifact_if_unset=start_from_base"])
+    )
     assert fresh.warm_start_adapter is None and fresh.resume_checkpoint is None
     assert fresh.lineage == {"parent_note": f"{uri} was not set: trained from the base"}
     # A model that exists but lacks that alias is "unset" too; a set alias is used as usual.
-    assert resolve_assets(load_settings("demo", None, SETS + [f"trained_artifact=models:/{NAME}@nope",
-                                                              "trained_artifact_if_unset=start_from_base"])).warm_start_adapter is None
-    used = resolve_assets(load_settings("demo", None, SETS + [f"trained_artifact=models:/{NAME}@champion",
-                                                              "trained_artifact_if_unset=start_from_base"]))
+    assert (
+        resolve_assets(
+            load_settings(
+                "demo",
+                None,
+                SETS + [f"trained_artifact=models:/{NAME}@nope", "trained_artifact_if_unset=start_from_base"],
+            )
+        ).warm_start_adapter
+        is None
+    )
+    used = resolve_assets(
+        load_settings(
+            "demo",
+            None,
+            SETS + [f"trained_artifact=models:/{NAME}@champion", "trained_artifact_if_unset=start_from_base"],
+        )
+    )
     assert used.warm_start_adapter is not None and used.lineage["parent_model"] == NAME

@@ -3,15 +3,18 @@
 import torch
 
 from tests.conftest import chat
-from trainer.data import Example
-from trainer.hf_trainer import build_collator
-from trainer.model import load_base_model, pick_runtime
-from trainer.tokens import IGNORE_INDEX, tokenize_example
+from trainer.data.formats import Example
+from trainer.model.loading import load_base_model
+from trainer.model.runtime import pick_runtime
+from trainer.model.tokens import IGNORE_INDEX, tokenize_example
+from trainer.train.arguments import build_collator
 
 
 def _per_token_losses(logits, labels):
     shift_logits, shift_labels = logits[:, :-1], labels[:, 1:]
-    losses = torch.nn.functional.cross_entropy(shift_logits.transpose(1, 2), shift_labels, ignore_index=IGNORE_INDEX, reduction="none")
+    losses = torch.nn.functional.cross_entropy(
+        shift_logits.transpose(1, 2), shift_labels, ignore_index=IGNORE_INDEX, reduction="none"
+    )
     return losses[shift_labels != IGNORE_INDEX]
 
 
@@ -19,7 +22,14 @@ def test_packed_batch_gives_the_same_per_example_loss_as_one_by_one(tiny_model_d
     model = load_base_model(tiny_model_dir, None, pick_runtime(None)).eval()
     examples = [
         Example("a", "f", 1, messages=chat("Where is my order 1234?", "It left our warehouse yesterday.")["messages"]),
-        Example("b", "f", 2, messages=chat("Reset password", "Use the link on the sign-in page, then check your email for a code.")["messages"]),
+        Example(
+            "b",
+            "f",
+            2,
+            messages=chat("Reset password", "Use the link on the sign-in page, then check your email for a code.")[
+                "messages"
+            ],
+        ),
         Example("c", "f", 3, messages=chat("Hi", "Hello! How can I help?")["messages"]),
     ]
     tokenized = [tokenize_example(tiny_tokenizer, e) for e in examples]
@@ -28,11 +38,17 @@ def test_packed_batch_gives_the_same_per_example_loss_as_one_by_one(tiny_model_d
     assert batch["input_ids"].shape[0] == 1 and "attention_mask" not in batch
     assert batch["position_ids"][0].tolist() == [p for t in tokenized for p in range(len(t.input_ids))]
     with torch.no_grad():
-        packed = _per_token_losses(model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits,
-                                   batch["labels"])
-        alone = torch.cat([
-            _per_token_losses(model(input_ids=torch.tensor([t.input_ids]), use_cache=False).logits, torch.tensor([t.labels]))
-            for t in tokenized
-        ])
+        packed = _per_token_losses(
+            model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits,
+            batch["labels"],
+        )
+        alone = torch.cat(
+            [
+                _per_token_losses(
+                    model(input_ids=torch.tensor([t.input_ids]), use_cache=False).logits, torch.tensor([t.labels])
+                )
+                for t in tokenized
+            ]
+        )
     assert packed.shape == alone.shape
     assert (packed - alone).abs().max().item() <= 1e-5

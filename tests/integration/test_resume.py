@@ -8,16 +8,18 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 from safetensors.torch import load_file
 
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.slow  # trains the tiny model or runs the flow
+
 TOTAL = 12
 
 
-def _run(output_dir: Path, crash_at: int | None = None, crash_during_save: int | None = None,
-         batching: str = "auto") -> subprocess.CompletedProcess:
+def _run(
+    output_dir: Path, crash_at: int | None = None, crash_during_save: int | None = None, batching: str = "auto"
+) -> subprocess.CompletedProcess:
     # One thread: multi-threaded CPU reductions may sum in a different order from run to run, and
     # AdamW turns such 1e-9 noise on near-zero gradients into lr-sized steps. Exactness is about
     # the resume, so the arithmetic itself must be repeatable.
@@ -27,8 +29,13 @@ def _run(output_dir: Path, crash_at: int | None = None, crash_during_save: int |
         env.update(LLM_TRAINER_CRASH_AT_STEP=str(crash_at), LLM_TRAINER_CRASH_MODE="kill")
     if crash_during_save:
         env["LLM_TRAINER_CRASH_DURING_SAVE_AT_STEP"] = str(crash_during_save)
-    return subprocess.run([sys.executable, str(REPO / "tests/integration/train_worker.py"), str(output_dir), str(TOTAL), "42", batching],
-                          env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, str(REPO / "tests/integration/train_worker.py"), str(output_dir), str(TOTAL), "42", batching],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 @pytest.fixture(scope="module")

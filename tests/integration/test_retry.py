@@ -4,18 +4,28 @@ run's latest checkpoint and ends with the same adapter as an uninterrupted run."
 from pathlib import Path
 
 import mlflow
+import pytest
 from safetensors.torch import load_file
 
 from tests.conftest import DEMO_DATA
-from trainer import state
-from trainer.contracts import validate_dataset
-from trainer.data import split_examples
-from trainer.settings import load_settings
-from trainer.tiny import ensure_tiny_model
-from trainer.training import train
+from trainer.config import state
+from trainer.config.loading import load_settings
+from trainer.data.contracts.validate import validate_dataset
+from trainer.data.split import split_examples
+from trainer.model.tiny import ensure_tiny_model
+from trainer.train.job import TrainJob
+from trainer.train.loop import train
 
-SETS = ["max_steps=8", "save_every_n_iterations=3", "batch_size=4", "eval_fraction=0.1", "element_name=Retry Test",
-        "num_sample_generations=1"]
+pytestmark = pytest.mark.slow  # trains the tiny model or runs the flow
+
+SETS = [
+    "max_steps=8",
+    "save_every_n_iterations=3",
+    "batch_size=4",
+    "eval_fraction=0.1",
+    "element_name=Retry Test",
+    "num_sample_generations=1",
+]
 
 
 def test_train_task_retry_resumes_from_checkpoint(prefect_server, tiny_model_dir, tmp_path, monkeypatch, single_thread):
@@ -40,8 +50,10 @@ def test_train_task_retry_resumes_from_checkpoint(prefect_server, tiny_model_dir
     _, examples = validate_dataset(DEMO_DATA)
     train_rows, _ = split_examples(examples, settings.eval_fraction, settings.random_seed)
     reference_dir = tmp_path / "reference"
-    train(settings.model_copy(update={"output_dir": reference_dir}), ensure_tiny_model(), train_rows, reference_dir,
-          show_progress=False)
+    job = TrainJob(
+        settings.model_copy(update={"output_dir": reference_dir}), ensure_tiny_model(), train_rows, reference_dir
+    )
+    train(job, show_progress=False)
     expected = load_file(reference_dir / "adapter" / "adapter_model.safetensors")
     retried = load_file(output_dir / "adapter" / "adapter_model.safetensors")
     assert max((expected[k] - retried[k]).abs().max().item() for k in expected) <= 1e-6

@@ -6,9 +6,9 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from tests.conftest import chat
-from trainer.data import Example
-from trainer.tiny import ensure_tiny_model
-from trainer.tokens import IGNORE_INDEX, tokenize_example
+from trainer.data.formats import Example
+from trainer.model.tiny import ensure_tiny_model
+from trainer.model.tokens import IGNORE_INDEX, tokenize_example
 
 
 def test_build_once_and_reload(tiny_model_dir):
@@ -28,8 +28,9 @@ def test_build_once_and_reload(tiny_model_dir):
 def test_chat_template_and_answer_only_labels(tiny_tokenizer):
     example = Example("k", "f", 1, messages=chat("Where is my parcel?", "It ships tomorrow.")["messages"])
     tokenized = tokenize_example(tiny_tokenizer, example)
-    answer_ids = [t for t, l in zip(tokenized.input_ids, tokenized.labels) if l != IGNORE_INDEX]
-    assert answer_ids == [l for l in tokenized.labels if l != IGNORE_INDEX]
-    # Exactly the assistant's content and its end-of-turn token carry loss; the prompt does not.
-    assert tiny_tokenizer.decode(answer_ids) == "It ships tomorrow.<|end|>\n"  # the template's turn separator follows eos
+    answer_ids = [t for t, label in zip(tokenized.input_ids, tokenized.labels, strict=True) if label != IGNORE_INDEX]
+    assert answer_ids == [label for label in tokenized.labels if label != IGNORE_INDEX]
+    # Exactly the assistant's content and its end-of-turn token carry loss; the prompt does not, nor
+    # the `\n` the template writes after `<|end|>` (its turn separator, never generated).
+    assert tiny_tokenizer.decode(answer_ids) == "It ships tomorrow.<|end|>"
     assert tokenized.labels[0] == IGNORE_INDEX

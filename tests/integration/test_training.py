@@ -7,10 +7,15 @@ import torch
 from safetensors.torch import load_file
 
 from tests.conftest import DEMO_DATA
-from trainer.contracts import validate_dataset
-from trainer.model import attach_lora, load_base_model, load_tokenizer, pick_runtime
-from trainer.settings import load_settings
-from trainer.training import latest_checkpoint, train
+from trainer.config.loading import load_settings
+from trainer.data.contracts.validate import validate_dataset
+from trainer.model.loading import attach_lora, load_base_model
+from trainer.model.runtime import pick_runtime
+from trainer.train.checkpoints import latest_checkpoint
+from trainer.train.job import TrainJob
+from trainer.train.loop import train
+
+pytestmark = pytest.mark.slow  # trains the tiny model or runs the flow
 
 
 @pytest.mark.parametrize("bits", [2, 4, 8])
@@ -18,8 +23,15 @@ def test_lora_still_learns_after_an_eval_forward(tiny_model_dir, bits):
     """bitsandbytes on AVX512-BF16 CPUs switches 4-bit layers to an inference-only kernel after a
     no-grad forward; afterwards LoRA weights would silently get no gradient."""
     model = load_base_model(tiny_model_dir, bits, pick_runtime(bits))
-    model = attach_lora(model, rank=8, alpha=16, dropout=0.0, target_modules=["q_proj", "v_proj", "down_proj"], seed=0,
-                        gradient_checkpointing=False)
+    model = attach_lora(
+        model,
+        rank=8,
+        alpha=16,
+        dropout=0.0,
+        target_modules=["q_proj", "v_proj", "down_proj"],
+        seed=0,
+        gradient_checkpointing=False,
+    )
     lora = {n: p for n, p in model.named_parameters() if p.requires_grad}
     optimizer = torch.optim.AdamW(lora.values(), lr=1e-2)
     batch = torch.randint(10, 500, (2, 32))
@@ -29,7 +41,9 @@ def test_lora_still_learns_after_an_eval_forward(tiny_model_dir, bits):
         model.train()
         model(input_ids=batch, labels=batch).loss.backward()
         # lora_B starts at zero, so lora_A's first gradient is zero by design: check lora_B.
-        assert all(p.grad is not None and p.grad.abs().sum() > 0 for n, p in lora.items() if "lora_B" in n), "no LoRA gradient"
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for n, p in lora.items() if "lora_B" in n), (
+            "no LoRA gradient"
+        )
         optimizer.step()
         optimizer.zero_grad()
         return max((p.detach() - before[n]).abs().max().item() for n, p in lora.items())
@@ -55,7 +69,11 @@ def examples():
 def test_train_writes_checkpoints_and_adapter_and_reports_metrics(tmp_path, tiny_model_dir, examples):
     settings = _small_settings(tmp_path)
     reported = []
-    result = train(settings, tiny_model_dir, examples, tmp_path, metrics_sink=lambda m, s: reported.append((s, m)), show_progress=False)
+    result = train(
+        TrainJob(settings, tiny_model_dir, examples, tmp_path),
+        metrics_sink=lambda m, s: reported.append((s, m)),
+        show_progress=False,
+    )
     assert result.global_step == 6 and len(result.loss_history) == 6
     assert result.runtime["quantization"].startswith("nf4") and result.runtime["device"] == "cpu"
     assert result.checkpoints == ["checkpoint-3", "checkpoint-6"]
@@ -70,7 +88,10 @@ def test_train_writes_checkpoints_and_adapter_and_reports_metrics(tmp_path, tiny
 def test_same_seed_same_adapter_other_seed_differs(tmp_path, tiny_model_dir, examples):
     def adapter(name, seed):
         out = tmp_path / name
-        train(_small_settings(out, random_seed=seed, max_steps=3), tiny_model_dir, examples, out, show_progress=False)
+        train(
+            TrainJob(_small_settings(out, random_seed=seed, max_steps=3), tiny_model_dir, examples, out),
+            show_progress=False,
+        )
         return load_file(out / "adapter" / "adapter_model.safetensors")
 
     a, b, c = adapter("a", 1), adapter("b", 1), adapter("c", 2)
@@ -80,7 +101,7 @@ def test_same_seed_same_adapter_other_seed_differs(tmp_path, tiny_model_dir, exa
 
 def test_an_incomplete_checkpoint_is_skipped(tmp_path, tiny_model_dir, examples):
     settings = _small_settings(tmp_path)
-    train(settings, tiny_model_dir, examples, tmp_path, show_progress=False)
+    train(TrainJob(settings, tiny_model_dir, examples, tmp_path), show_progress=False)
     broken = tmp_path / "checkpoints" / "checkpoint-9"
     broken.mkdir()
     (broken / "trainer_state.json").write_text("{}")  # as if killed mid-write

@@ -4,7 +4,8 @@ import uuid
 import fsspec
 import pytest
 
-from trainer.backup import BackupError, backup, verify
+from trainer.errors import BackupError
+from trainer.storage.backup import backup, verify
 
 
 def _sources(tmp_path):
@@ -21,7 +22,11 @@ def _sources(tmp_path):
 def test_backup_round_trip_and_corruption_is_detected(tmp_path, scheme):
     destination = str(tmp_path / "backups") if scheme == "local" else f"memory://backups-{uuid.uuid4().hex}"
     manifest = backup(_sources(tmp_path), destination, "run-1", {"model": "m"})
-    assert set(manifest.files) == {"adapter/adapter_model.safetensors", "adapter/nested/tokenizer.json", "data/report.json"}
+    assert set(manifest.files) == {
+        "adapter/adapter_model.safetensors",
+        "adapter/nested/tokenizer.json",
+        "data/report.json",
+    }
     assert verify(manifest.location).files == manifest.files
     fs, root = fsspec.core.url_to_fs(manifest.location)
     assert not fs.exists(root + ".partial")
@@ -58,8 +63,9 @@ def test_manifest_records_size_and_hides_url_credentials(tmp_path, monkeypatch):
     import hashlib
 
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "sentinel-secret-value")
-    manifest = backup(_sources(tmp_path), f"memory://backups-{uuid.uuid4().hex}", "run-3",
-                      {"note": "key sentinel-secret-value"})
+    manifest = backup(
+        _sources(tmp_path), f"memory://backups-{uuid.uuid4().hex}", "run-3", {"note": "key sentinel-secret-value"}
+    )
     entry = manifest.files["adapter/adapter_model.safetensors"]
     assert entry["bytes"] == 800 and entry["sha256"] == hashlib.sha256(b"\x00weights" * 100).hexdigest()
     fs, root = fsspec.core.url_to_fs(manifest.location)
@@ -70,7 +76,7 @@ def test_manifest_records_size_and_hides_url_credentials(tmp_path, monkeypatch):
 def test_a_transient_copy_error_is_retryable_and_the_retry_starts_clean(tmp_path, monkeypatch):
     from fsspec.implementations.memory import MemoryFileSystem
 
-    from tasks.common import is_retryable
+    from tasks.retry import is_transient as is_retryable
 
     real_put, calls = MemoryFileSystem.put_file, []
 

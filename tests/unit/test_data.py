@@ -1,6 +1,9 @@
 import json
 
-from trainer.data import Example, discover_files, read_rows, split_examples
+from trainer.data.files import discover
+from trainer.data.formats import Example
+from trainer.data.readers import read_rows
+from trainer.data.split import split_examples
 
 
 def test_jsonl_lines_are_physical_and_one_based(tmp_path):
@@ -15,7 +18,11 @@ def test_jsonl_lines_are_physical_and_one_based(tmp_path):
     )
     rows = list(read_rows(path, tmp_path))
     assert [(r.line, r.error and r.error.split(":")[0]) for r in rows] == [
-        (1, None), (3, None), (4, "invalid_json"), (5, "not_an_object"), (6, "invalid_utf8"),
+        (1, None),
+        (3, None),
+        (4, "invalid_json"),
+        (5, "not_an_object"),
+        (6, "invalid_utf8"),
     ]
     assert rows[0].record == {"text": "bom line"}
     assert rows[4].raw == b'{"text": "bad \xff byte"}'  # raw bytes kept for the quarantine
@@ -25,7 +32,10 @@ def test_csv_records_start_lines_with_quoted_newlines(tmp_path):
     path = tmp_path / "d.csv"
     path.write_text('instruction,output\n"a\nmulti-line",x\nb,y\nc\n', encoding="utf-8")
     rows = list(read_rows(path, tmp_path))
-    assert [(r.line, r.record) for r in rows[:2]] == [(2, {"instruction": "a\nmulti-line", "output": "x"}), (4, {"instruction": "b", "output": "y"})]
+    assert [(r.line, r.record) for r in rows[:2]] == [
+        (2, {"instruction": "a\nmulti-line", "output": "x"}),
+        (4, {"instruction": "b", "output": "y"}),
+    ]
     assert rows[2].line == 5 and rows[2].error.startswith("ragged_row")
     assert rows[0].raw == b'"a\nmulti-line",x'
 
@@ -34,7 +44,7 @@ def test_only_data_files_are_discovered(tmp_path):
     (tmp_path / "sub").mkdir()
     for name in ("a.jsonl", "sub/b.csv", "README.md", ".hidden.jsonl"):
         (tmp_path / name).write_text("x")
-    assert [p.relative_to(tmp_path).as_posix() for p in discover_files(tmp_path)] == ["a.jsonl", "sub/b.csv"]
+    assert [p.relative_to(tmp_path).as_posix() for p in discover(tmp_path)[0]] == ["a.jsonl", "sub/b.csv"]
 
 
 def _examples(n, prefix="row"):
@@ -53,7 +63,7 @@ def test_split_is_stable_when_rows_are_added():
 
 
 def test_a_row_has_the_format_it_has_most_fields_of_and_a_file_the_format_most_rows_have():
-    from trainer.data import decide_file_format, detect_format
+    from trainer.data.formats import decide_file_format, detect_format
 
     assert detect_format({"messages": []}) == "chat" and detect_format({"conversations": []}) == "sharegpt"
     assert detect_format({"output": "x"}) == "instruction"  # missing instruction: still an instruction row
@@ -65,38 +75,44 @@ def test_a_row_has_the_format_it_has_most_fields_of_and_a_file_the_format_most_r
 
 
 def test_column_mapping_renames_before_detection():
-    from trainer.data import apply_column_mapping
+    from trainer.data.rows import apply_column_mapping
 
     mapping = {"question": "prompt", "answer": "completion"}
-    assert apply_column_mapping({"question": "q", "answer": "a", "id": 1}, mapping) == {"id": 1, "prompt": "q", "completion": "a"}
+    assert apply_column_mapping({"question": "q", "answer": "a", "id": 1}, mapping) == {
+        "id": 1,
+        "prompt": "q",
+        "completion": "a",
+    }
     assert apply_column_mapping({"question": "q", "prompt": "old"}, mapping) == {"prompt": "q"}  # the mapped field wins
     record = {"prompt": "p"}
     assert apply_column_mapping(record, mapping) is record  # nothing to rename: no copy
 
 
 def test_fingerprint_depends_on_paths_and_bytes_not_order():
-    from trainer.data import dataset_fingerprint, file_digest
+    from trainer.data.files import dataset_fingerprint, file_digest
 
     a, b = file_digest(b"one"), file_digest(b"two")
-    assert dataset_fingerprint({"x.jsonl": a, "sub/y.jsonl": b}) == dataset_fingerprint({"sub/y.jsonl": b, "x.jsonl": a})
+    assert dataset_fingerprint({"x.jsonl": a, "sub/y.jsonl": b}) == dataset_fingerprint(
+        {"sub/y.jsonl": b, "x.jsonl": a}
+    )
     assert dataset_fingerprint({"x.jsonl": a, "sub/y.jsonl": b}) != dataset_fingerprint({"x.jsonl": a, "y.jsonl": b})
     assert dataset_fingerprint({"x.jsonl": a, "y.jsonl": b}) != dataset_fingerprint({"x.jsonl": b, "y.jsonl": a})
 
 
 def test_json_parsing_matches_the_standard_library():
-    from trainer.data import parse_json_line
+    from trainer.data.rows import parse_json_line
 
     # orjson would read these integers as equal floats; the standard library keeps them exact.
     assert parse_json_line(b'{"id": 123456789012345678901}')[0] == {"id": 123456789012345678901}
     assert parse_json_line(b'{"x": NaN}')[1] is None  # json.loads accepts NaN, so do we
     assert parse_json_line(b'{"x": "\\ud800"}')[1].startswith("invalid_utf8")
     assert parse_json_line(b'{"x": 1')[1].startswith("invalid_json")
-    assert parse_json_line(b'\xff')[1].startswith("invalid_utf8")
+    assert parse_json_line(b"\xff")[1].startswith("invalid_utf8")
 
 
 def test_csv_bom_crlf_and_per_record_utf8(tmp_path):
     path = tmp_path / "d.csv"
-    path.write_bytes(b"\xef\xbb\xbfprompt,completion\r\np1,c1\r\np2,c\xff2\r\n\r\np3,\"multi\r\nline\"\r\n")
+    path.write_bytes(b'\xef\xbb\xbfprompt,completion\r\np1,c1\r\np2,c\xff2\r\n\r\np3,"multi\r\nline"\r\n')
     rows = read_rows(path, tmp_path)
     assert [(r.line, r.reason) for r in rows] == [(2, None), (3, "invalid_utf8"), (5, None)]
     assert rows[0].record == {"prompt": "p1", "completion": "c1"}
@@ -110,8 +126,8 @@ def test_discovery_skips_hidden_folders_and_survives_link_loops(tmp_path):
     (tmp_path / "sub" / "a.JSONL").write_text("{}")
     (tmp_path / "sub" / "loop").symlink_to(tmp_path)
     (tmp_path / "notes.md").write_text("x")
-    from trainer.data import discover
+    from trainer.data.files import discover
 
-    data, other = discover(tmp_path)
+    data, other, warnings = discover(tmp_path)
     assert [p.relative_to(tmp_path).as_posix() for p in data] == ["sub/a.JSONL"]
-    assert [p.name for p in other] == ["notes.md"]
+    assert [p.name for p in other] == ["notes.md"] and warnings == {}

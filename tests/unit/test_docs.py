@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from trainer.reference import README_BEGIN, README_END, settings_markdown
+from trainer.config.reference import README_BEGIN, README_END, settings_markdown
 
 REPO = Path(__file__).resolve().parents[2]
 

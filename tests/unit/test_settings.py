@@ -1,10 +1,15 @@
-from pathlib import Path
-
 import pytest
 
-from trainer.catalog import ARCHITECTURES, get_architecture, resolve_architecture_key
-from trainer.settings import PRESETS, Settings, SettingsError, load_settings, parse_set_flags
 from tests.conftest import DEMO_DATA, REPO
+from trainer.config.catalog import (
+    ARCHITECTURES,
+    get_architecture,
+    resolve_architecture_key,
+)
+from trainer.config.loading import load_settings, parse_set_flags
+from trainer.config.presets import PRESETS
+from trainer.config.settings import Settings
+from trainer.errors import SettingsError
 
 
 def test_no_arguments_means_demo():
@@ -32,8 +37,16 @@ def test_defaults_follow_the_guide():
 )
 def test_guide_presets_match_its_table(preset, arch, batch, lr, quant):
     settings = load_settings(preset, None, [f"training_data_path={DEMO_DATA}"])
-    assert (settings.base_model_architecture, settings.batch_size, settings.learning_rate, settings.quantization_rank) == (
-        arch, batch, lr, quant,
+    assert (
+        settings.base_model_architecture,
+        settings.batch_size,
+        settings.learning_rate,
+        settings.quantization_rank,
+    ) == (
+        arch,
+        batch,
+        lr,
+        quant,
     )
 
 
@@ -47,8 +60,15 @@ def test_later_sources_win(tmp_path):
 
 
 def test_set_flags_parse_yaml_scalars():
-    values = parse_set_flags(["learning_rate=1e-4", "enable_metrics=false", "quantization_rank=none", "lora_target_modules=[q_proj, v_proj]"])
-    assert values == {"learning_rate": 1e-4, "enable_metrics": False, "quantization_rank": "none", "lora_target_modules": ["q_proj", "v_proj"]}
+    values = parse_set_flags(
+        ["learning_rate=1e-4", "enable_metrics=false", "quantization_rank=none", "lora_target_modules=[q_proj, v_proj]"]
+    )
+    assert values == {
+        "learning_rate": 1e-4,
+        "enable_metrics": False,
+        "quantization_rank": "none",
+        "lora_target_modules": ["q_proj", "v_proj"],
+    }
     assert load_settings("demo", None, ["quantization_rank=none"]).quantization_bits is None
 
 
@@ -92,9 +112,22 @@ def test_every_setting_has_a_description():
 
 
 def test_guide_names_are_settings():
-    guide = {"element_name", "version", "running_on", "trained_artifact", "base_model_architecture", "training_data_path",
-             "base_model_assets_path", "enable_metrics", "batch_size", "learning_rate", "quantization_rank",
-             "save_every_n_iterations", "random_seed", "artifact_backup_save_path"}
+    guide = {
+        "element_name",
+        "version",
+        "running_on",
+        "trained_artifact",
+        "base_model_architecture",
+        "training_data_path",
+        "base_model_assets_path",
+        "enable_metrics",
+        "batch_size",
+        "learning_rate",
+        "quantization_rank",
+        "save_every_n_iterations",
+        "random_seed",
+        "artifact_backup_save_path",
+    }
     assert guide <= set(Settings.model_fields)
     assert {"demo", "customer-service-bot", "healthcare-qa", "legal-document"} <= set(PRESETS)
 

@@ -1,0 +1,97 @@
+"""The typer app every `llm-trainer` command registers on, and what the commands share: one-line
+errors, the `--config / --preset / --set` options, settings loading and a table helper.
+
+Heavy modules (torch, prefect, mlflow, great_expectations) are imported inside the commands that
+need them, so `--help` and a bad setting answer in well under a second.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+
+app = typer.Typer(
+    name="llm-trainer",
+    help="Fine-tune open LLMs with QLoRA: validate -> resolve -> train -> evaluate -> register -> back up.",
+    no_args_is_help=False,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", "-c", help="YAML file of settings (may name a `preset:`).")
+]
+PresetOption = Annotated[
+    str | None, typer.Option("--preset", "-p", help="Start from a preset (see `llm-trainer presets`).")
+]
+SetOption = Annotated[list[str], typer.Option("--set", "-s", help="Override one setting: KEY=VALUE (repeatable).")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """One `error:` line on stderr and the exit code: no traceback for a mistake the user can fix.
+    Redacted: an error may quote a URL with its password."""
+    from trainer.redact import redact
+
+    typer.echo(f"error: {redact(message)}", err=True)
+    raise typer.Exit(code)
+
+
+def load(preset: str | None, config: Path | None, sets: list[str]):
+    """Settings from preset -> YAML -> --set, or one `error:` line naming the bad setting."""
+    from trainer.config.loading import load_settings
+    from trainer.errors import SettingsError
+
+    try:
+        return load_settings(preset, config, sets)
+    except SettingsError as exc:
+        fail(str(exc))
+
+
+def load_for_training(preset: str | None, config: Path | None, sets: list[str]):
+    """Settings for a training command: loaded, training data required, quiet environment set."""
+    import logging
+
+    from trainer.errors import SettingsError
+
+    settings = load(preset, config, sets)
+    try:
+        settings.require_training_data()
+    except SettingsError as exc:
+        fail(str(exc))
+    quiet_environment()
+    logging.getLogger("llm_trainer").setLevel(logging.INFO)
+    return settings
+
+
+def quiet_environment() -> None:
+    """Quiet defaults for the tools we drive, and every log record of this process redacted."""
+    from trainer.config.state import apply_environment_defaults
+    from trainer.redact import install_log_redaction
+
+    apply_environment_defaults()
+    install_log_redaction()
+
+
+def print_table(
+    columns: Sequence[str],
+    rows: Iterable[Sequence[str]],
+    title: str | None = None,
+    right: Iterable[str] = (),
+    show_header: bool = True,
+    **console_options,
+) -> None:
+    """A rich table on stdout; `right` names the right-aligned (numeric) columns."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, show_header=show_header)
+    right = set(right)
+    for column in columns:
+        table.add_column(column, justify="right" if column in right else "left", overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    Console(**console_options).print(table)

@@ -1,0 +1,102 @@
+"""`llm-trainer serve` as a user runs it: a registered version answers a REST request on loopback,
+and Ctrl-C leaves no process behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.conftest import DEMO_DATA
+
+CLI = str(Path(sys.executable).with_name("llm-trainer"))
+NAME = "serve-test-model"
+
+
+@pytest.fixture(scope="module")
+def registered(tiny_model_dir, tmp_path_factory) -> str:
+    """A version of NAME with `champion` on it: a LoRA adapter on the tiny base, trained 30 steps on the
+    demo rows (fewer leave the tiny model answering with newlines only, ~15 s on an idle machine)."""
+    from trainer import registry
+    from trainer.config.loading import load_settings
+    from trainer.data.contracts.validate import validate_dataset
+    from trainer.train.job import TrainJob
+    from trainer.train.loop import train
+
+    out = tmp_path_factory.mktemp("serve")
+    settings = load_settings("demo", None, ["max_steps=30", "save_every_n_iterations=30", f"output_dir={out}"])
+    _, rows = validate_dataset(DEMO_DATA)
+    result = train(TrainJob(settings, tiny_model_dir, rows, out), show_progress=False)
+    run_id = registry.create_run("serve-test", "serve-test", {})
+    version = registry.log_adapter_model(run_id, Path(result.adapter_dir), tiny_model_dir, None, 4, 16, NAME).version
+    registry.set_alias(NAME, "champion", str(version))
+    registry.finish_run(run_id)
+    return str(version)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _post(port: int, body: dict) -> dict:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/invocations",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=120) as response:
+        return json.loads(response.read())
+
+
+@pytest.mark.slow
+def test_serve_answers_over_rest_and_ctrl_c_leaves_no_process(registered):
+    port = _free_port()
+    cli = subprocess.Popen(
+        [CLI, "serve", NAME, "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,  # like a terminal: Ctrl-C reaches the CLI's own process group only
+    )  # fmt: skip
+    children: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and cli.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                time.sleep(1)
+        assert cli.poll() is None, cli.communicate()
+        children = psutil.Process(cli.pid).children(recursive=True)
+        assert children, "the scoring server runs as a child of the CLI"
+        answer = _post(
+            port, {"inputs": ["My order has not arrived yet, can you help?"], "params": {"max_new_tokens": 8}}
+        )
+        assert isinstance(answer["predictions"][0], str) and answer["predictions"][0].strip()
+        frame = _post(port, {"dataframe_records": [{"prompt": "Where is my parcel?"}, {"prompt": "Refund please"}]})
+        assert len(frame["predictions"]) == 2 and all(p.strip() for p in frame["predictions"])
+    finally:
+        os.kill(cli.pid, signal.SIGINT)
+        out, err = cli.communicate(timeout=120)
+    assert cli.returncode == 0, err
+    assert f"Serving {NAME} @champion = version {registered}" in err
+    gone, alive = psutil.wait_procs(children, timeout=30)
+    assert alive == [], f"left behind: {[p.cmdline() for p in alive]}"
+
+
+def test_serve_names_a_missing_model_in_one_line():
+    command = [CLI, "serve", "no-such-model", "--port", str(_free_port())]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("error: no-such-model@champion: no such registered model")
+    assert "Traceback" not in result.stderr

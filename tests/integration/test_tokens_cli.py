@@ -1,0 +1,179 @@
+"""`llm-trainer tokens` as a user runs it: a real subprocess on a model folder built from each catalog
+model's real chat template (tests/templates.py), its JSON, its highlighted text and exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import write_jsonl
+from tests.templates import CATALOG_TEMPLATES, FOLDS_SYSTEM, check_trained, load_template_tokenizer, template_folder
+
+pytestmark = pytest.mark.slow  # one CLI process per case
+
+CLI = [str(Path(sys.executable).with_name("llm-trainer"))]
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "datasets"
+SYSTEM = "You are a support agent for Quillfeather."
+ROWS = [
+    {
+        "messages": [
+            {"role": "system", "content": SYSTEM},
+            {"role": "user", "content": "Where is my refund?"},
+            {"role": "assistant", "content": "<b>Sent</b> on Monday."},
+            {"role": "user", "content": "How much?"},
+            {"role": "assistant", "content": ".5 percent was kept as a fee."},
+            {"role": "user", "content": "Thanks"},
+            {"role": "assistant", "content": " You are welcome."},
+        ]
+    },
+    {"instruction": "Say hi", "output": "Hi there!"},
+]
+ANSWERS = [["<b>Sent</b> on Monday.", ".5 percent was kept as a fee.", " You are welcome."], ["Hi there!"]]
+
+
+def tokens(*args, timeout=180, **env):
+    env = {**os.environ, "COLUMNS": "200", **env}
+    return subprocess.run(CLI + ["tokens", *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    return tmp_path_factory.mktemp("templates")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("data")
+    write_jsonl(folder / "chat.jsonl", ROWS[:1])
+    write_jsonl(folder / "alpaca.jsonl", ROWS[1:])
+    return folder
+
+
+@pytest.mark.parametrize("name", CATALOG_TEMPLATES)
+def test_json_shows_the_answers_and_their_end_of_turn_as_trained(root, data, name):
+    result = tokens(data, "--model", template_folder(name, root), "--json", "--max-seq-length", "60")
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(r["file"], r["line"]) for r in records] == [("alpaca.jsonl", 1), ("chat.jsonl", 1)]
+    for record, answers in zip(records, ANSWERS[::-1], strict=True):
+        check_trained(name, [s["text"] for s in record["segments"] if s["trained"]], answers)
+        assert record["over_max_seq_length"] == (record["tokens"] > 60)
+    chat = records[1]
+    text = "".join(s["text"] for s in chat["segments"])
+    assert SYSTEM in text and text.index(SYSTEM) < text.index("Where is my refund?")
+    assert chat["folded_system"] == (name in FOLDS_SYSTEM)
+    assert not any(s["trained"] and SYSTEM in s["text"] for s in chat["segments"])
+
+
+def test_json_segments_concatenate_to_the_decoded_sequence(root, data):
+    from trainer.data.contracts.validate import validate_dataset
+    from trainer.model.tokens import tokenize_example
+
+    name = "llama-3.1-8b-instruct"
+    result = tokens(data, "--model", template_folder(name, root), "--json", "--rows", "1")
+    (record,) = [json.loads(line) for line in result.stdout.splitlines()]
+    tokenizer = load_template_tokenizer(name, root)
+    _, examples = validate_dataset(data)
+    tokenized = tokenize_example(tokenizer, examples[0])
+    decoded = tokenizer.decode(tokenized.input_ids, skip_special_tokens=False)
+    assert "".join(s["text"] for s in record["segments"]) == decoded
+    assert record["tokens"] == len(tokenized.input_ids) and decoded.startswith("<|begin_of_text|><|start_header_id|>")
+
+
+def test_highlighted_text_with_a_legend_on_the_demo_model(tiny_model_dir, data):
+    result = tokens(data, "--rows", "2")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "trained (the loss is computed on these tokens)" in out and "prompt and template text (not trained)" in out
+    assert "chat template facts from catalog:tiny-llama: end of turn <|end|>" in out
+    assert "── alpaca.jsonl:1 (" in out and "── chat.jsonl:1 (" in out
+    # Not a terminal, so no colours: trained text is marked, and it is exactly the answers with <|end|>.
+    assert "⟦Hi there!<|end|>⟧" in out and "⟦<b>Sent</b> on Monday.<|end|>⟧" in out
+    assert "<|start|>user\nWhere is my refund?<|end|>" in out
+
+
+def test_a_json_array_file_and_a_parquet_file_are_shown_as_validate_reads_them(root, tmp_path):
+    """LLaMA-Factory / Alpaca files are JSON arrays, and Hub datasets come as Parquet: `tokens` reads both,
+    names each row by its file and line (the line a record starts on; the row number in Parquet), and
+    trains exactly the answers; Gemma has no system role, so the system prompt is folded and said so."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = tmp_path / "files"
+    folder.mkdir()
+    alpaca = [ROWS[1], {"instruction": "Say bye", "input": "", "output": " <i>Bye</i>!"}]
+    (folder / "alpaca.json").write_text("[\n" + ",\n".join(json.dumps(r) for r in alpaca) + "\n]\n")
+    pq.write_table(pa.Table.from_pylist(ROWS[:1]), folder / "chat.parquet")
+    name = "gemma-2-2b-it"
+    model = template_folder(name, root)
+
+    result = tokens(folder, "--model", model, "--json", "--rows", "5")
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(r["file"], r["line"]) for r in records] == [("alpaca.json", 2), ("alpaca.json", 3), ("chat.parquet", 1)]
+    for record, answers in zip(records, [ANSWERS[1], [" <i>Bye</i>!"], ANSWERS[0]], strict=True):
+        check_trained(name, [s["text"] for s in record["segments"] if s["trained"]], answers)
+    chat = "".join(s["text"] for s in records[2]["segments"])
+    assert records[2]["folded_system"] and f"{SYSTEM}\n\nWhere is my refund?" in chat
+
+    shown = tokens(folder, "--model", model, "--rows", "5")
+    assert shown.returncode == 0, shown.stderr
+    assert "showing 3 of 3 valid rows (0 quarantined)" in shown.stdout
+    assert "── alpaca.json:3 (" in shown.stdout and "⟦<i>Bye</i>!<end_of_turn>⟧" in shown.stdout
+    (header,) = [line for line in shown.stdout.splitlines() if line.startswith("── chat.parquet:1 (")]
+    assert "system prompt folded into the first user turn" in header
+
+
+def test_rows_the_template_cannot_render_get_one_line_and_exit_one(root, tmp_path):
+    call = {"id": "call1", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}
+    row = {
+        "messages": [
+            {"role": "user", "content": "Weather in Paris?"},
+            {"role": "assistant", "content": "", "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "call1", "content": "18 degrees"},
+            {"role": "assistant", "content": "It is 18 degrees."},
+        ]
+    }
+    plain = {"messages": [{"role": "user", "content": "Say hi"}, {"role": "assistant", "content": "Hi there!"}]}
+    write_jsonl(tmp_path / "tools.jsonl", [row, plain])
+    for name, message in [
+        # Mistral's own template raises on its own rule: the row is shown with the template's message.
+        ("mistral-7b-instruct-v0.3", "Tool call IDs should be alphanumeric strings with length 9!"),
+        ("gemma-2-2b-it", "this model's chat template does not render tool calls"),
+    ]:
+        result = tokens(tmp_path, "--model", template_folder(name, root))
+        assert result.returncode == 1, result.stderr
+        assert "Traceback" not in result.stdout + result.stderr
+        (line,) = [line for line in result.stdout.splitlines() if "template_error" in line]
+        assert line.startswith("── tools.jsonl:1  template_error: ") and message in line
+        assert "── tools.jsonl:2 (" in result.stdout  # the other row is still shown
+    as_json = tokens(tmp_path, "--model", template_folder("gemma-2-2b-it", root), "--json", "--rows", "1")
+    assert as_json.returncode == 1
+    assert json.loads(as_json.stdout)["error"].startswith("this model's chat template does not render tool calls")
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["missing-folder"], "missing-folder: does not exist"),
+        (["{data}", "--model", "no-such-model"], "--model: unknown architecture 'no-such-model'"),
+        (["{data}", "--model", "{empty}"], "--model {empty}: can't load its tokenizer"),
+        # Preference data is not SFT rows: refused whole, with the mapping that trains the chosen answers.
+        ([FIXTURES / "trl" / "preference_standard.jsonl"], "column_mapping"),
+        (["{data}", "--model", "mistral-7b"], "--model: the tokenizer of mistralai/Mistral-7B-Instruct-v0.3"),
+    ],
+)
+def test_unusable_input_is_one_error_line_and_exit_two(tmp_path, data, args, needle):
+    empty = tmp_path / "empty-model"  # a model folder with no tokenizer files
+    empty.mkdir()
+    (empty / "config.json").write_text('{"model_type": "llama"}')
+    args = [str(a).format(data=data, empty=empty) for a in args]
+    result = tokens(*args, HF_HUB_CACHE=str(tmp_path / "hf-cache"))  # an empty cache, whatever this machine holds
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle.format(empty=empty) in lines[0], lines

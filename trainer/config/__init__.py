@@ -1,0 +1,1 @@
+"""Settings and what they choose from: the settings model, presets, the base model catalog, where state lives."""

@@ -1,0 +1,99 @@
+"""Settings from their sources, later ones winning: preset -> YAML file -> `--set key=value` flags.
+
+A bad setting becomes one `SettingsError` line naming the setting and what is allowed, before
+torch or any service is touched.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import (
+    ValidationError,
+)
+
+from trainer.config.presets import preset_values
+from trainer.config.settings import Settings
+from trainer.errors import SettingsError
+
+
+def parse_set_flags(pairs: list[str]) -> dict[str, Any]:
+    """`key=value` pairs; values are read as YAML scalars so `1e-4`, `true`, `none`, `[a, b]` work."""
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise SettingsError(f"--set {pair!r}: expected KEY=VALUE, e.g. --set learning_rate=5e-5")
+        try:
+            values[key] = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            values[key] = raw
+        # YAML reads 1e-4 as a string (it wants 1.0e-4); numbers are what users mean.
+        if isinstance(values[key], str) and re.fullmatch(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+", values[key]):
+            values[key] = float(values[key])
+    return values
+
+
+def read_yaml_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise SettingsError(f"--config {path}: file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise SettingsError(f"--config {path}{where}: malformed YAML ({problem}); fix the file and retry") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SettingsError(f"--config {path}: expected a mapping of setting: value, got {type(data).__name__}")
+    return data
+
+
+def _format_validation_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"]) or "settings"
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        known = ", ".join(Settings.model_fields)
+        return f"unknown setting {loc!r}; known settings: {known}"
+    msg = err["msg"].removeprefix("Value error, ")
+    if kind == "literal_error" and loc == "quantization_rank":
+        msg = "must be 2, 4, 8 or none (4 = NF4 QLoRA, recommended)"
+    got = err.get("input")
+    got_text = f" (got {got!r})" if got is not None and not isinstance(got, dict) and kind != "value_error" else ""
+    if msg.startswith(f"{loc}:") or not err["loc"]:  # model-level checks name their setting first
+        return msg
+    return f"{loc}: {msg}{got_text}"
+
+
+def build_settings(values: dict[str, Any]) -> Settings:
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        raise SettingsError(_format_validation_error(exc)) from None
+
+
+def load_settings(
+    preset: str | None = None,
+    config_file: Path | None = None,
+    overrides: list[str] | None = None,
+) -> Settings:
+    """preset -> YAML file -> --set flags, later ones winning. No arguments at all means `demo`."""
+    if preset is None and config_file is None:
+        preset = "demo"
+    values: dict[str, Any] = {}
+    if preset is not None:
+        values.update(preset_values(preset))
+    if config_file is not None:
+        file_values = read_yaml_file(config_file)
+        if "preset" in file_values:  # a YAML file may start from a preset and override it
+            values = {**preset_values(str(file_values.pop("preset"))), **values}
+        values.update(file_values)
+    values.update(parse_set_flags(overrides or []))
+    return build_settings(values)

@@ -1,0 +1,1 @@
+"""The data contracts: every row valid or quarantined with a reason, file and line (Great Expectations suites)."""

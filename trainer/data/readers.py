@@ -1,0 +1,72 @@
+"""Rows from a data file, by its type: the one entry point that turns a file's bytes into rows.
+
+`*.jsonl` / `*.ndjson`: JSON Lines; `*.json`: a JSON array of records, JSON Lines or one record;
+`*.gz`: the same, gzip-compressed (lines counted in the uncompressed text); `*.csv`; `*.parquet`
+and `datasets` folders (row numbers); `*.txt` (with the `text` format only): one `{"text": ...}`
+row per non-blank line.
+"""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from collections.abc import Mapping
+from pathlib import Path
+
+from trainer.data.columnar import ColumnarError, parse_parquet, read_hf_folder
+from trainer.data.csv_rows import parse_csv
+from trainer.data.files import display_name, read_file_bytes, suffix
+from trainer.data.json_rows import NotRecords, parse_json_file
+from trainer.data.rows import UTF8_BOM, Row, apply_column_mapping, parse_jsonl
+
+__all__ = ["ColumnarError", "NotRecords", "UnreadableData", "parse_rows", "read_rows"]
+
+
+class UnreadableData(ValueError):
+    """A file whose bytes can't be turned into rows at all (not gzip, not Parquet, ...)."""
+
+
+def read_rows(path: Path, root: Path, column_mapping: Mapping[str, str] | None = None) -> list[Row]:
+    """All rows of one data file or `datasets` folder (OSError when it can't be read)."""
+    display = display_name(path, root)
+    if Path(path).is_dir():
+        return read_hf_folder(path, display, column_mapping)
+    return parse_rows(path, read_file_bytes(path), display, column_mapping)
+
+
+def parse_rows(path: Path, data: bytes, display: str, column_mapping: Mapping[str, str] | None = None) -> list[Row]:
+    """Rows of a file's bytes. UnreadableData / ColumnarError for bytes that are not the file's type,
+    NotRecords for a .json file that holds no records."""
+    kind = suffix(Path(path))
+    if kind.endswith(".gz"):
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise UnreadableData(f"not a readable gzip file ({exc})") from None
+        kind = kind[: -len(".gz")]
+    if kind == ".csv":
+        return parse_csv(data, display, column_mapping)
+    if kind == ".json":
+        return parse_json_file(data, display, column_mapping)
+    if kind == ".parquet":
+        return parse_parquet(data, display, column_mapping)
+    if kind == ".txt":
+        return parse_text_lines(data, display, column_mapping)
+    return parse_jsonl(data, display, column_mapping)
+
+
+def parse_text_lines(data: bytes, display: str, column_mapping: Mapping[str, str] | None = None) -> list[Row]:
+    """Plain text, one document per non-blank line (LLaMA-Factory's `*.txt` files)."""
+    rows = []
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        raw = raw.removesuffix(b"\r")
+        body = raw.removeprefix(UTF8_BOM) if number == 1 else raw
+        if not body.strip():
+            continue
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            rows.append(Row(display, number, raw, error=f"invalid_utf8: byte {exc.start + 1} of the line is not UTF-8"))
+            continue
+        rows.append(Row(display, number, raw, record=apply_column_mapping({"text": text}, column_mapping)))
+    return rows

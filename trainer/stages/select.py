@@ -1,0 +1,91 @@
+"""Select rows (only with `eval_data_path` or `train_subset_fraction`): evaluate on a folder of its
+own instead of the held-out split, and/or train on a seeded subset.
+
+The eval rows are checked against the same data contract (and token limit) as the training data.
+The held-out split then goes back to training, and a training row that also appears in the eval
+data (same content hash) is left out of training, so the eval score is never measured on rows the
+model trained on.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from trainer import registry
+from trainer.config.settings import Settings
+from trainer.data.contracts.report import ValidationReport, check_gates, write_report
+from trainer.data.contracts.validate import validate_dataset
+from trainer.data.formats import Example
+from trainer.data.snapshot import DatasetSnapshot
+from trainer.data.split import subset_examples
+from trainer.errors import SettingsError
+from trainer.model.assets import load_counting_tokenizer, resolve_tokenizer_dir
+
+log = logging.getLogger("llm_trainer.stages")
+
+
+@dataclass
+class Selection:
+    dataset: DatasetSnapshot
+    notes: list[str]  # what changed, in words, for the task's log
+
+
+def load_eval_rows(settings: Settings, output_dir: str | Path) -> tuple[ValidationReport, list[Example]]:
+    """(validation report, valid eval examples) of `eval_data_path`; the report is written to
+    <output_dir>/data/eval/. DataGateError when too many rows are quarantined or none is valid."""
+    path = settings.eval_data_path
+    if path is None or not Path(path).exists():
+        raise SettingsError(f"eval_data_path: {path} does not exist; point it at a folder of data files")
+    tokenizer = load_counting_tokenizer(resolve_tokenizer_dir(settings), settings.trust_remote_code)
+    report, examples = validate_dataset(
+        Path(path),
+        None,
+        settings.dataset_format,
+        column_mapping=settings.column_mapping,
+        tokenizer=tokenizer,
+        max_seq_length=settings.max_seq_length,
+        overlong_rows=settings.overlong_rows,
+        text_windows=settings.text_windows,
+        text_window_overlap=settings.text_window_overlap,
+    )
+    write_report(report, Path(output_dir) / "data" / "eval")
+    check_gates(report, 1, settings.max_invalid_fraction)
+    return report, examples
+
+
+def use_eval_rows(dataset: DatasetSnapshot, eval_rows: list[Example]) -> tuple[DatasetSnapshot, int]:
+    """(`dataset` evaluating on `eval_rows`, number of training rows left out because they are eval rows)."""
+    eval_keys = {e.key for e in eval_rows}
+    candidates = list(dataset.train_examples) + list(dataset.eval_examples)
+    train = [e for e in candidates if e.key not in eval_keys]
+    return dataset.with_rows(train=train, held_out=list(eval_rows)), len(candidates) - len(train)
+
+
+def select_rows(settings: Settings, dataset: DatasetSnapshot) -> Selection:
+    """The snapshot with the eval rows of `eval_data_path` and/or a seeded training subset, logged."""
+    notes = []
+    if settings.eval_data_path is not None:
+        report, eval_rows = load_eval_rows(settings, dataset.output_dir)
+        registry.log_artifact(dataset.run_id, report.report_path, "data/eval")
+        registry.set_tags(
+            dataset.run_id,
+            {"eval_data_path": str(settings.eval_data_path), "eval_data_fingerprint": report.fingerprint},
+        )
+        dataset, overlap = use_eval_rows(dataset, eval_rows)
+        notes.append(
+            f"Evaluating on {settings.eval_data_path}: {len(eval_rows)} rows ({report.rows_quarantined} quarantined); "
+            f"{overlap} training rows also in it left out of training"
+        )
+    if settings.train_subset_fraction < 1:
+        before = len(dataset.train_examples)
+        subset = subset_examples(dataset.train_examples, settings.train_subset_fraction, settings.random_seed)
+        dataset = dataset.with_rows(train=subset)
+        notes.append(
+            f"Training on {len(subset)} of {before} rows (train_subset_fraction={settings.train_subset_fraction:g})"
+        )
+    registry.log_metrics(
+        dataset.run_id, {"train_rows": len(dataset.train_examples), "eval_rows": len(dataset.eval_examples)}
+    )
+    return Selection(dataset, notes)

@@ -1,0 +1,115 @@
+"""Validate: every row checked against the data contracts, the report and lineage recorded on the
+run's MLflow run, the gates applied, and the valid rows split into train and held-out.
+
+Two halves, so the Prefect task can cache the expensive one: `check_data` reads, checks and counts
+tokens (no side effects; cached on `validation_cache_key`), `record_validation` writes the report
+files, logs to MLflow and applies the gates (once per flow run).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from trainer import registry
+from trainer.config.settings import Settings
+from trainer.data.contracts.report import ValidationReport, check_gates, write_report
+from trainer.data.contracts.suites import validator_digest
+from trainer.data.contracts.validate import fingerprint_path, validate_dataset
+from trainer.data.formats import Example
+from trainer.data.snapshot import DatasetSnapshot
+from trainer.data.split import split_examples
+from trainer.model.assets import load_counting_tokenizer, tokenizer_digest
+from trainer.stages.unchanged import TRAINING_HASH_TAG, training_hash
+
+
+def validation_cache_key(settings: Settings, data_path: Path, tokenizer_dir: Path) -> str:
+    """Everything a validation result depends on: the files' bytes and relative paths (fingerprint),
+    the folder, the suites and the checking code (validator digest, which covers the contract
+    version), the settings validate_dataset reads, and the tokenizer that counts tokens."""
+    inputs = {
+        "data_path": str(Path(data_path).resolve()),
+        "fingerprint": fingerprint_path(data_path, text_files=settings.dataset_format == "text"),
+        "validator": validator_digest(),
+        "dataset_format": settings.dataset_format,
+        "column_mapping": sorted(settings.column_mapping.items()),
+        "max_seq_length": settings.max_seq_length,
+        "overlong_rows": settings.overlong_rows,
+        "text_windows": [settings.text_windows, settings.text_window_overlap],
+        "tokenizer": tokenizer_digest(tokenizer_dir),
+    }
+    return "validate-" + hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+
+
+def check_data(settings: Settings, data_path: Path, tokenizer_dir: Path) -> tuple[ValidationReport, list[Example]]:
+    """Read every row, run the contract, count tokens with the base model's tokenizer. No side effects."""
+    tokenizer = load_counting_tokenizer(tokenizer_dir, settings.trust_remote_code)
+    return validate_dataset(
+        data_path,
+        None,
+        settings.dataset_format,
+        column_mapping=settings.column_mapping,
+        tokenizer=tokenizer,
+        max_seq_length=settings.max_seq_length,
+        overlong_rows=settings.overlong_rows,
+        text_windows=settings.text_windows,
+        text_window_overlap=settings.text_window_overlap,
+    )
+
+
+def record_validation(
+    settings: Settings,
+    run_id: str,
+    run_name: str,
+    output_dir: Path,
+    report: ValidationReport,
+    examples: list[Example],
+    cached: bool,
+) -> DatasetSnapshot:
+    """Write the report files, log them, the counts and the dataset lineage to the MLflow run, apply
+    the gates (DataGateError), and split the valid rows. Lineage is logged also for runs the gates stop."""
+    write_report(report, output_dir / "data")
+    hashed = training_hash(settings)
+    registry.log_artifact(run_id, report.report_path, "data")
+    registry.log_artifact(run_id, report.quarantine_path, "data")
+    registry.log_metrics(
+        run_id,
+        {
+            "rows_total": report.rows_total,
+            "rows_valid": report.rows_valid,
+            "rows_quarantined": report.rows_quarantined,
+            "rows_overlong": report.rows_overlong,
+        },
+    )
+    registry.set_tags(
+        run_id,
+        {
+            "data_fingerprint": report.fingerprint,
+            "contract_version": report.contract_version,
+            "data_format": report.format or "",
+            "data_validation_cached": str(cached).lower(),
+            TRAINING_HASH_TAG: hashed,
+        },
+    )
+    registry.log_dataset(run_id, report, len(examples))
+    check_gates(report, settings.min_valid_rows, settings.max_invalid_fraction)
+    train, held_out = split_examples(examples, settings.eval_fraction, settings.random_seed)
+    registry.log_metrics(run_id, {"train_rows": len(train), "eval_rows": len(held_out)})
+    return DatasetSnapshot(
+        run_id=run_id,
+        run_name=run_name,
+        output_dir=str(output_dir),
+        fingerprint=report.fingerprint,
+        contract_version=report.contract_version,
+        format=report.format,
+        rows_total=report.rows_total,
+        rows_valid=report.rows_valid,
+        rows_quarantined=report.rows_quarantined,
+        report_path=report.report_path,
+        train_examples=train,
+        eval_examples=held_out,
+        rows_overlong=report.rows_overlong,
+        cached=cached,
+        training_hash=hashed,
+    )

@@ -1,0 +1,1 @@
+"""Backups with a checksum manifest, and restoring a model from one without MLflow."""

@@ -1,0 +1,199 @@
+"""Restore a model from a backup, without MLflow: verify, copy, rebuild a loadable model folder.
+
+1. `verify` the backup: every file of MANIFEST.json is re-read and hashed; a missing or changed
+   file stops the restore with BackupError naming it (an incomplete backup is never restored), and
+   so does an entry outside the backup (absolute, `..`, a symbolic link): a manifest is untrusted
+   data, so nothing is read from outside the backup or written outside the destination.
+2. Copy the files to `<destination>/files/` and check each copy's hash again.
+3. Rebuild `<destination>/model/`: the same MLflow pyfunc model the registry holds (adapter and
+   tokenizer, base reference, and the base weights when the backup carries them), so
+   `mlflow.pyfunc.load_model("<destination>/model")` answers prompts on any machine.
+4. With `register`, log it again to the tracking server and register it (tags from the manifest,
+   plus `restored_from`); restoring the same backup twice registers it once.
+
+`<destination>/files/checkpoint/` is the final checkpoint: `trained_artifact` pointed at it
+continues training exactly where the backed-up run stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from trainer.errors import BackupError
+from trainer.layout import BACKUP_MANIFEST
+from trainer.storage.backup import BackupManifest, check_entry, check_no_link, sha256_file, verify
+
+log = logging.getLogger("llm_trainer.restore")
+
+
+@dataclass
+class RestoredModel:
+    location: str
+    files_dir: Path
+    model_dir: Path
+    manifest: BackupManifest
+    registered_name: str | None = None
+    registered_version: str | None = None
+    aliases: list[str] = field(default_factory=list)
+
+
+RESTORE_MARKER = ".llm-trainer-restore"  # first file of files/: even a half restore is recognised as ours
+
+
+def clear_previous_restore(destination: Path) -> None:
+    """Refuse a destination whose `files/` or `model/` is not a previous restore: those two folders are
+    replaced, and `--to ~` must never delete a user's own ~/files."""
+    marks = {"files": RESTORE_MARKER, "model": "MLmodel"}
+    for name, marker in marks.items():
+        folder = destination / name
+        if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+            raise BackupError(f"--to {destination}: {folder} is not a folder; choose an empty destination")
+        if folder.is_dir() and any(folder.iterdir()) and not (folder / marker).is_file():
+            raise BackupError(
+                f"--to {destination}: {folder} exists and was not written by a restore (it would be replaced); "
+                "choose an empty destination"
+            )
+
+
+def fetch(location: str, manifest: BackupManifest, files_dir: Path) -> Path:
+    """Copy every manifest file to `files_dir`, checking each copy against its sha256."""
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(location)
+    root = root.rstrip("/")
+    if files_dir.exists():
+        shutil.rmtree(files_dir)  # a previous restore's (clear_previous_restore checked)
+    files_dir.mkdir(parents=True)
+    (files_dir / RESTORE_MARKER).write_text("written by llm-trainer restore\n", encoding="utf-8")
+    for relative, entry in manifest.files.items():
+        # Checked again right before reading: nothing outside the backup is read, nothing outside
+        # files_dir is written (verify checked the same, but the backup may have changed since).
+        check_no_link(fs, root, check_entry(location, relative), location)
+        target = files_dir / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fs.get_file(f"{root}/{relative}", str(target))
+        if sha256_file(target) != entry["sha256"]:
+            raise BackupError(f"{location}: {relative} changed while it was being restored")
+    (files_dir / BACKUP_MANIFEST).write_text(
+        json.dumps({"location": manifest.location, "metadata": manifest.metadata, "files": manifest.files}, indent=2),
+        encoding="utf-8",
+    )
+    return files_dir
+
+
+def base_for(files_dir: Path) -> tuple[Path | None, dict]:
+    """The base weights to serve the adapter on: the ones in the backup, else the recorded path."""
+    reference_file = files_dir / "model" / "base_reference.json"
+    reference = json.loads(reference_file.read_text(encoding="utf-8")) if reference_file.is_file() else {}
+    if (files_dir / "base_model" / "config.json").is_file():
+        return files_dir / "base_model", reference
+    recorded = reference.get("path")
+    if recorded and (Path(recorded) / "config.json").is_file():
+        return Path(recorded), reference
+    if reference.get("hub_id"):
+        return None, reference  # served from the Hugging Face cache / hub by its id
+    raise BackupError(
+        f"the backup holds no base model weights and its base ({recorded or 'not recorded'}) is not on this machine; "
+        "put the base model there or back up with a base small enough to embed"
+    )
+
+
+def restore(
+    location: str,
+    destination: Path,
+    register: bool = False,
+    name: str | None = None,
+    experiment_name: str = "llm-trainer",
+) -> RestoredModel:
+    from trainer import registry
+
+    destination = Path(destination).resolve()
+    clear_previous_restore(destination)  # before anything is read or written
+    manifest = verify(location)
+    files_dir = fetch(location, manifest, destination / "files")
+    adapter_dir = files_dir / "adapter"
+    if not (adapter_dir / "adapter_config.json").is_file():
+        raise BackupError(f"{location}: no adapter/ in this backup; nothing to restore a model from")
+    base_dir, reference = base_for(files_dir)
+    model_dir = destination / "model"
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
+    bits = reference.get("quantization_bits")
+    max_new_tokens = int(reference.get("max_new_tokens") or 64)
+    registry.save_adapter_model(model_dir, adapter_dir, base_dir, reference.get("hub_id"), bits, max_new_tokens)
+    restored = RestoredModel(location=location, files_dir=files_dir, model_dir=model_dir, manifest=manifest)
+    if register:
+        _register(restored, adapter_dir, base_dir, reference, bits, max_new_tokens, name, experiment_name)
+    return restored
+
+
+def _register(
+    restored: RestoredModel,
+    adapter_dir: Path,
+    base_dir: Path | None,
+    reference: dict,
+    bits,
+    max_new_tokens: int,
+    name: str | None,
+    experiment_name: str,
+) -> None:
+    from trainer import registry
+    from trainer.registry.promotion import CHAMPION, move_alias
+
+    metadata = restored.manifest.metadata
+    name = name or str(metadata.get("model") or "")
+    if not name:
+        raise BackupError(f"{restored.location}: the manifest names no model; pass --name")
+    adapter_sha = str(restored.manifest.files.get("adapter/adapter_model.safetensors", {}).get("sha256", ""))
+    version = registry.find_restored_version(name, restored.location, adapter_sha)
+    if version is None:
+        backup_name = restored.location.rstrip("/").rsplit("/", 1)[-1]
+        run_id = registry.create_run(
+            str(metadata.get("experiment_name") or experiment_name),
+            f"restore-{backup_name}",
+            {
+                "llm_trainer.kind": "restore",
+                "restored_from": restored.location,
+                "base_model_architecture": metadata.get("base_model_architecture", ""),
+            },
+        )
+        version = str(
+            registry.log_adapter_model(
+                run_id, adapter_dir, base_dir, reference.get("hub_id"), bits, max_new_tokens, name
+            ).version
+        )
+        keep = (
+            "data_fingerprint",
+            "contract_version",
+            "settings_hash",
+            "base_model_architecture",
+            "eval_loss",
+            "eval_perplexity",
+            "eval_token_accuracy",
+            "parent_model",
+            "parent_version",
+            "parent_run_id",
+        )
+        registry.set_version_tags(
+            name,
+            version,
+            {
+                **{k: metadata[k] for k in keep if metadata.get(k) not in (None, "")},
+                "restored_from": restored.location,
+                "adapter_sha256": adapter_sha,
+                "restored_from_version": metadata.get("version", ""),
+                "restored_from_run": metadata.get("mlflow_run_id", ""),
+            },
+        )
+        registry.finish_run(run_id)
+        if registry.get_alias_version(name, CHAMPION) is None:
+            # An empty registry (the store was lost): the restored model is all there is to serve.
+            move_alias(
+                name, version, CHAMPION, "restore", f"restored from {restored.location}; the model had no champion"
+            )
+    restored.registered_name, restored.registered_version = name, version
+    restored.aliases = list(registry.model_version(name, version).aliases)
