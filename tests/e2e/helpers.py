@@ -10,7 +10,14 @@ import yaml
 from tests.e2e.servers import REPO
 
 # Short runs: the e2e tests prove the deployments, servers and registry, not the training.
-LEAN = {"max_steps": 4, "save_every_n_iterations": 2, "num_sample_generations": 0, "score_baselines": False}
+LEAN = {
+    "max_steps": 4,
+    "save_every_n_iterations": 2,
+    "num_sample_generations": 0,
+    "eval_generation_rows": 4,
+    "max_new_tokens": 8,
+    "score_baselines": False,
+}
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 

@@ -77,7 +77,7 @@ def test_running_on_names_a_pool_and_optionally_a_queue():
 
 
 def test_run_with_running_on_and_no_prefect_api_trains_here_and_says_so(monkeypatch, capsys):
-    from flows.cli import _submitted_to_running_on
+    from flows.cli.run import _submitted_to_running_on
 
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     settings = load_settings("demo", None, ["running_on=phx-node-02"])

@@ -119,7 +119,7 @@ def test_bad_settings_are_refused_when_the_run_is_created(stack, prefect_api):
     assert "settings.training_data_path: Value error, examples/nope does not exist" in failed["state"]["message"]
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(600)
 def test_scheduled_retraining_continues_from_the_champion(stack, mlflow_api):
     name = "e2e-retrain"
     scheduled = deployment_settings("scheduled-retraining")
@@ -143,12 +143,26 @@ def test_scheduled_retraining_continues_from_the_champion(stack, mlflow_api):
     assert tags(first_run)["parent_note"] == f"{champion_uri} was not set: trained from the base"
     assert "parent_model" not in tags(first_run)
 
-    # The scheduled run itself: only the model name and length changed, so it starts from models:/NAME@champion.
-    second = stack.cli(
+    # The next scheduled run on the same data with the same settings: nothing to train (skip_if_unchanged).
+    assert scheduled["skip_if_unchanged"] is True
+    unchanged = stack.cli(
         "llm-trainer",
         "submit",
         "llm-trainer/scheduled-retraining",
         *set_flags(**lean, trained_artifact=champion_uri),
+        "--watch",
+        timeout=240,
+    )
+    t = tags(mlflow_api.run_for_flow_run(unchanged.stdout.strip()))
+    assert t["outcome"] == "unchanged" and t["unchanged_champion_version"] == "1"
+    assert [v["version"] for v in mlflow_api.versions(name)] == ["1"]
+
+    # A changed training setting: it trains, starting from models:/NAME@champion.
+    second = stack.cli(
+        "llm-trainer",
+        "submit",
+        "llm-trainer/scheduled-retraining",
+        *set_flags(**{**lean, "max_steps": 6}, trained_artifact=champion_uri),
         "--watch",
         timeout=240,
     )

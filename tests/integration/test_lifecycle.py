@@ -214,10 +214,18 @@ def test_each_run_ends_with_a_report_a_loss_curve_and_a_sample_table(lifecycle):
             mlflow.artifacts.download_artifacts(run_id=b.mlflow_run_id, artifact_path="eval/sample_generations.json")
         ).read_text()
     )
-    assert (
-        table["columns"] == ["prompt", "reference", "output", "base_output", "champion_output"]
-        and len(table["data"]) == 2
-    )
+    # One row per generated answer (eval_generation_rows: 16 in the demo preset), each scored against its reference
+    # for the new version, the base and the champion.
+    scored = ["output", "exact_match", "rouge_l"]
+    assert table["columns"] == [
+        "prompt",
+        "reference",
+        *scored,
+        *(f"{who}_{c}" for who in ("base", "champion") for c in scored),
+    ]
+    assert len(table["data"]) == min(16, int(run.data.metrics["eval_rows"]))
+    rouge = table["columns"].index("rouge_l")
+    assert all(0.0 <= row[rouge] <= 1.0 for row in table["data"])
     artifact = Artifact.get("run-report")
     assert artifact is not None and "# Run `" in artifact.data
 
