@@ -93,3 +93,12 @@ def write_jsonl(path: Path, records: list) -> Path:
 
 def chat(user: str, assistant: str) -> dict:
     return {"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]}
+
+
+@pytest.fixture(autouse=True)
+def _no_exported_tracking_uri():
+    """`mlflow.set_tracking_uri()` also exports MLFLOW_TRACKING_URI; a later test's subprocess would
+    inherit it and record its runs in another store. The session starts without it: keep it so."""
+    yield
+    for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        os.environ.pop(key, None)

@@ -81,14 +81,14 @@ def test_a_diverging_run_is_never_registered_and_its_run_reads_failed(prefect_se
 
 
 def test_a_full_backup_leaves_the_old_truth_and_the_next_good_run_is_promoted_after_its_backup(
-    prefect_server, tiny_model_dir
+    prefect_server, tiny_model_dir, monkeypatch
 ):
     from flows.pipeline import llm_trainer
 
     name, experiment = f"trust-bk-{uuid.uuid4().hex[:6]}", f"trust-bk-{uuid.uuid4().hex[:6]}"
     common = [*FAST, f"registered_model_name={name}", f"experiment_name={experiment}"]
     full = f"cappedmem://full-{uuid.uuid4().hex[:8]}"
-    CappedMemoryFileSystem.budget = 100_000  # the demo backup is several MB
+    monkeypatch.setattr(CappedMemoryFileSystem, "budget", 100_000)  # the demo backup is several MB
     with pytest.raises(BackupSpaceError, match=rf"no space left at {full}/.* \(the backup needs [\d,]+ bytes"):
         llm_trainer(load_settings("demo", None, [*common, f"artifact_backup_save_path={full}"]))
 

@@ -43,8 +43,16 @@ def _fresh_home(tmp_path: Path, tiny_model_dir: Path) -> Path:
 def _env(home: Path, **extra: str) -> dict[str, str]:
     env = {**os.environ, "LLM_TRAINER_HOME": str(home), "COLUMNS": "200"}
     env["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "600"  # a busy machine starts it slowly
-    for key in ("PREFECT_HOME", "LLM_TRAINER_CRASH_AT_STEP", "LLM_TRAINER_CRASH_MODE"):
-        env.pop(key, None)  # Prefect's database goes in the fresh state folder too
+    # Prefect's database goes in the fresh state folder too; and mlflow.set_tracking_uri() in an earlier
+    # test of this session exports MLFLOW_TRACKING_URI, which would send these runs to the session's store.
+    for key in (
+        "PREFECT_HOME",
+        "LLM_TRAINER_CRASH_AT_STEP",
+        "LLM_TRAINER_CRASH_MODE",
+        "MLFLOW_TRACKING_URI",
+        "MLFLOW_REGISTRY_URI",
+    ):
+        env.pop(key, None)
     return {**env, **extra}
 
 

@@ -144,7 +144,8 @@ class CappedMemoryFileSystem(MemoryFileSystem):
 fsspec.register_implementation("cappedmem", CappedMemoryFileSystem, clobber=True)
 
 
-def test_a_full_object_store_fails_at_once_naming_path_and_bytes_and_leaves_no_partial_backup(tmp_path):
+def test_a_full_object_store_fails_at_once_naming_path_and_bytes_and_leaves_no_partial_backup(tmp_path, monkeypatch):
+    monkeypatch.setattr(CappedMemoryFileSystem, "budget", 2000)  # whatever another test set
     sources = _sources(tmp_path, size=1500)
     (sources["adapter"] / "more.bin").write_bytes(os.urandom(1500))  # 3,002 bytes: past the 2,000 budget
     destination = f"cappedmem://bk-{uuid.uuid4().hex[:8]}"
