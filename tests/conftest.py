@@ -6,11 +6,15 @@ read their settings once at import time.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
+
+pytest_plugins = ("tests.housekeeping",)
 
 _SESSION_HOME = Path(tempfile.mkdtemp(prefix="llm-trainer-tests-"))
 os.environ["LLM_TRAINER_HOME"] = str(_SESSION_HOME / "state")
@@ -32,13 +36,60 @@ Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_DATA = REPO / "examples" / "data" / "customer-support" / "chat"
+_SETUP_TIMES = pytest.StashKey[dict]()
+
+
+# --- built once per session, before the first timed test ------------------------------------------
+# pytest-timeout charges a fixture's set-up to the test that first asks for it; a tiny model built
+# inside one test's budget on a loaded machine fails that test and, re-raised, every later one.
+# So what many tests read is built after collection, outside every timeout, and only when a
+# collected test needs it. A failure stops the session with its reason, once.
+_SESSION_ASSETS: dict[str, object] = {}
+
+
+def _build_tiny_model() -> Path:
+    from trainer.model.tiny import ensure_tiny_model
+
+    return ensure_tiny_model()
+
+
+def _build_tokenizer_folder() -> Path:
+    """The tiny model's tokenizer alone, as a local model folder (token checks need no weights)."""
+    import json
+
+    from trainer.model.tiny import build_tokenizer
+
+    folder = _SESSION_HOME / "tokenizer"
+    build_tokenizer().save_pretrained(folder)
+    (folder / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    return folder
+
+
+_BUILDERS = {"tiny_model_dir": _build_tiny_model, "tokenizer_folder": _build_tokenizer_folder}
+
+
+def pytest_collection_finish(session):
+    needed = {name for item in session.items for name in getattr(item, "fixturenames", ())}
+    for name, build in _BUILDERS.items():
+        if name not in needed:
+            continue
+        started = time.monotonic()
+        try:
+            _SESSION_ASSETS[name] = build()
+        except Exception as exc:  # any failure ends the session with its reason, once
+            pytest.exit(f"session set-up failed: {name}: {type(exc).__name__}: {exc}", returncode=1)
+        session.config.stash.setdefault(_SETUP_TIMES, {})[name] = time.monotonic() - started
+
+
+def _session_asset(name: str):
+    if name not in _SESSION_ASSETS:  # a test collected on its own after set-up (e.g. by a plugin)
+        _SESSION_ASSETS[name] = _BUILDERS[name]()
+    return _SESSION_ASSETS[name]
 
 
 @pytest.fixture(scope="session")
 def tiny_model_dir() -> Path:
-    from trainer.model.tiny import ensure_tiny_model
-
-    return ensure_tiny_model()
+    return _session_asset("tiny_model_dir")
 
 
 @pytest.fixture(scope="session")
@@ -49,25 +100,45 @@ def tiny_tokenizer(tiny_model_dir):
 
 
 @pytest.fixture(scope="session")
+def tokenizer_folder() -> Path:
+    return _session_asset("tokenizer_folder")
+
+
+@pytest.fixture(scope="session")
 def prefect_server():
     from prefect.testing.utilities import prefect_test_harness
 
     # A busy 2-core machine can take minutes to start the server.
-    with prefect_test_harness(server_startup_timeout=240):
+    with prefect_test_harness(server_startup_timeout=240), _no_retry_delays():
         yield
 
 
 @pytest.fixture(scope="session")
-def tokenizer_folder(tmp_path_factory) -> Path:
-    """The tiny model's tokenizer alone, as a local model folder (token checks need no weights)."""
-    import json
+def prefect_env(prefect_server) -> dict[str, str]:
+    """The environment that sends a CLI subprocess's flow runs to this session's Prefect server, so
+    it does not start a temporary server of its own (8-14 s each; tests/integration/test_trust_runs.py
+    keeps the temporary-server path under test)."""
+    from prefect.settings import PREFECT_API_URL
 
-    from trainer.model.tiny import build_tokenizer
+    return {"PREFECT_API_URL": PREFECT_API_URL.value()}
 
-    folder = tmp_path_factory.mktemp("tokenizer")
-    build_tokenizer().save_pretrained(folder)
-    (folder / "config.json").write_text(json.dumps({"model_type": "llama"}))
-    return folder
+
+@contextlib.contextmanager
+def _no_retry_delays():
+    """Flows run in this process retry their tasks at once: which errors are retried is under test,
+    the seconds between attempts are not (each test would sleep them for real)."""
+    from prefect import Task
+
+    import tasks
+
+    patch = pytest.MonkeyPatch()
+    for task in vars(tasks).values():
+        if isinstance(task, Task) and task.retries:
+            patch.setattr(task, "retry_delay_seconds", [0] * task.retries)
+    try:
+        yield
+    finally:
+        patch.undo()
 
 
 @pytest.fixture

@@ -1,21 +1,19 @@
-"""The `llm-trainer` command as a user runs it: a real subprocess, exit codes and messages."""
+"""The `llm-trainer` command as a user runs it: exit codes and messages.
+
+The installed script runs as a real process where that is the point (help, one bad setting, the
+validate exit codes, a run that stops before loading a model, a deterministic task error); the other
+cases run in this process (tests/cli.py)."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
+from tests.cli import invoke, run_process
 from tests.conftest import DEMO_DATA, chat, write_jsonl
 
-CLI = [str(Path(sys.executable).with_name("llm-trainer"))]
 
-
-def cli(*args, timeout=120):
-    env = {**os.environ, "COLUMNS": "200"}  # rich wraps tables to 80 columns when not on a terminal
-    return subprocess.run(CLI + list(args), capture_output=True, text=True, timeout=timeout, env=env)
+def cli(*args, timeout=120, env=None):
+    return run_process(*args, timeout=timeout, env=env)
 
 
 def test_help_lists_the_commands():
@@ -26,9 +24,9 @@ def test_help_lists_the_commands():
 
 
 def test_presets_and_models_tables():
-    presets = cli("presets")
+    presets = invoke("presets")
     assert presets.returncode == 0 and "customer-service-bot" in presets.stdout and "legal-document" in presets.stdout
-    models = cli("models")
+    models = invoke("models")
     assert (
         models.returncode == 0 and "meta-llama/Llama-3.1-8B-Instruct" in models.stdout and "tiny-llama" in models.stdout
     )
@@ -53,7 +51,8 @@ def test_bad_settings_exit_nonzero_with_one_line(tmp_path, args, needle):
         bad = tmp_path / "bad.yaml"
         bad.write_text("learning_rate: [1e-4\n")
         args = [str(bad) if a == "MALFORMED" else a for a in args]
-    result = cli("run", *args, timeout=30)
+    # The first case as the installed script (a fresh interpreter, its real exit code), the rest in-process.
+    result = cli("run", *args, timeout=60) if args == ["--preset", "nope"] else invoke("run", *args)
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], result.stderr
@@ -84,10 +83,18 @@ def test_validate_exit_codes_and_report(tmp_path):
     assert missing.returncode == 2 and missing.stderr.startswith("error: ") and "Traceback" not in missing.stderr
 
 
-def test_run_stops_before_loading_a_model_on_bad_data(tmp_path):
+def test_run_stops_before_loading_a_model_on_bad_data(tmp_path, tiny_model_dir, prefect_env):
     data = tmp_path / "data"
     write_jsonl(data / "d.jsonl", [chat(f"question {i}", f"answer {i}") for i in range(20)] + [chat("q", "")])
-    result = cli("run", "--set", f"training_data_path={data}", "--set", f"output_dir={tmp_path / 'out'}", timeout=300)
+    result = cli(
+        "run",
+        "--set",
+        f"training_data_path={data}",
+        "--set",
+        f"output_dir={tmp_path / 'out'}",
+        timeout=300,
+        env=prefect_env,
+    )
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1, result.stderr
@@ -98,14 +105,22 @@ def test_run_stops_before_loading_a_model_on_bad_data(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_missing_trained_artifact_fails_at_once_with_one_line(tmp_path):
+def test_a_missing_trained_artifact_fails_at_once_with_one_line(tmp_path, tiny_model_dir, prefect_env):
     """A deterministic error in a task: one `error:` line, no traceback, no retry, within seconds of
     the resolve task starting (it used to wait 5 s and 30 s for two retries first)."""
     import re
     from datetime import datetime
 
     missing = tmp_path / "no-such-checkpoint"
-    result = cli("run", "--set", f"trained_artifact={missing}", "--set", f"output_dir={tmp_path / 'out'}", timeout=600)
+    result = cli(
+        "run",
+        "--set",
+        f"trained_artifact={missing}",
+        "--set",
+        f"output_dir={tmp_path / 'out'}",
+        timeout=600,
+        env=prefect_env,
+    )
     output = result.stdout + result.stderr
     assert result.returncode == 1, output
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]

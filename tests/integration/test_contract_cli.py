@@ -1,21 +1,17 @@
-"""`llm-trainer validate` as a user runs it: a real subprocess, its table, report and exit codes."""
+"""`llm-trainer validate` as a user runs it: its table, report and exit codes (in this process;
+tests/integration/test_cli.py runs it as a real process once)."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.cli import invoke
 from tests.conftest import chat, write_jsonl
 
-CLI = [str(Path(sys.executable).with_name("llm-trainer"))]
 
-
-def validate(*args, timeout=120):
-    env = {**os.environ, "COLUMNS": "200"}  # rich wraps tables to 80 columns when not on a terminal
-    return subprocess.run(CLI + ["validate", *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env)
+def validate(*args, timeout=None):
+    return invoke("validate", *args)  # 200 columns: rich wraps tables to 80 when not on a terminal
 
 
 def one_error_line(result) -> str:

@@ -13,6 +13,7 @@ import mlflow
 import pytest
 
 from tests.conftest import DEMO_DATA, REPO
+from tests.faults import inject as faults
 from trainer.config import state
 from trainer.config.loading import load_settings
 from trainer.data.contracts.validate import validate_dataset
@@ -49,10 +50,12 @@ def test_flow_trains_with_two_processes_and_a_retry(prefect_server, tiny_model_d
     )
     # Both ranks raise at step 3 (after checkpoint-2): torchrun fails, Prefect retries the task,
     # and the retry resumes the 2-process run from checkpoint-2.
-    monkeypatch.setenv("LLM_TRAINER_CRASH_AT_STEP", "3")
-    monkeypatch.setenv("LLM_TRAINER_CRASH_MODE", "raise")
-    summary = llm_trainer(settings)
-    monkeypatch.delenv("LLM_TRAINER_CRASH_AT_STEP")
+    # torchrun's workers inherit this environment: tests/faults' sitecustomize patches them.
+    with monkeypatch.context() as patch:
+        for key, value in faults.env(dict(os.environ), crash_at=3, mode="raise").items():
+            if os.environ.get(key) != value:
+                patch.setenv(key, value)
+        summary = llm_trainer(settings)
 
     client = mlflow.MlflowClient(state.tracking_uri())
     run = client.get_run(summary.mlflow_run_id)

@@ -4,19 +4,13 @@ catalog model fits and, for a given card, setting changes that really make it fi
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
+from tests.cli import Result, invoke
 from trainer.model.memory import COMMON_GPUS_GB, CUDA_CONTEXT_GIB
 
-CLI = str(Path(sys.executable).with_name("llm-trainer"))
 
-
-def _estimate(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "250"}  # one table row per line
-    result = subprocess.run([CLI, "estimate", *args], capture_output=True, text=True, timeout=120, env=env)
+def _estimate(*args: str) -> Result:
+    result = invoke("estimate", *args, columns=250)  # one table row per line
     assert result.returncode == 0, result.stderr
     return result
 
@@ -27,6 +21,9 @@ def _json(*args: str) -> dict:
 
 def test_smallest_gpu_is_the_first_common_card_that_holds_the_step():
     data = _json("--preset", "customer-service-bot")
+    # the top level is the preset's own model and step, its total the same as that model's row
+    assert data["model"] == "llama-3.1-8b-instruct" and data["tokens_per_step"] == 4 * 2048
+    assert data["total_gib"] == data["models"]["llama-3.1-8b-instruct"]["total_gib"] > data["base_weights_gib"] > 5
     for key, model in data["models"].items():
         need = model["required_gib"] + CUDA_CONTEXT_GIB
         fits = [size for size in COMMON_GPUS_GB if need <= size]

@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -26,6 +23,7 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
+from tests.cli import invoke
 from tests.conftest import DEMO_DATA, write_jsonl
 from trainer.config import state
 from trainer.config.loading import load_settings
@@ -47,13 +45,10 @@ SENTINELS = {
     "MLFLOW_TRACKING_PASSWORD": "mlflow-SENTINEL-9f3a-password",
 }
 PROMPTS = ["My order has not arrived yet, can you help?", "How do I reset my password?"]
-CLI = [str(Path(sys.executable).with_name("llm-trainer"))]
 
 
-def cli(*args, timeout=120):
-    return subprocess.run(
-        CLI + list(args), capture_output=True, text=True, timeout=timeout, env={**os.environ, "COLUMNS": "250"}
-    )
+def cli(*args):
+    return invoke(*args, columns=250)  # in this process: the registry commands' output and exit codes
 
 
 class _Capture(logging.Handler):

@@ -11,6 +11,7 @@ import pytest
 from safetensors.torch import load_file
 
 from tests.conftest import REPO
+from tests.faults import inject as faults
 
 pytestmark = pytest.mark.slow  # trains the tiny model or runs the flow
 
@@ -24,11 +25,7 @@ def _run(
     # AdamW turns such 1e-9 noise on near-zero gradients into lr-sized steps. Exactness is about
     # the resume, so the arithmetic itself must be repeatable.
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    env.pop("LLM_TRAINER_CRASH_AT_STEP", None)
-    if crash_at:
-        env.update(LLM_TRAINER_CRASH_AT_STEP=str(crash_at), LLM_TRAINER_CRASH_MODE="kill")
-    if crash_during_save:
-        env["LLM_TRAINER_CRASH_DURING_SAVE_AT_STEP"] = str(crash_during_save)
+    env = faults.env(env, crash_at=crash_at or 0, mode="kill", during_save=crash_during_save or 0)
     return subprocess.run(
         [sys.executable, str(REPO / "tests/integration/train_worker.py"), str(output_dir), str(TOTAL), "42", batching],
         env=env,

@@ -8,6 +8,7 @@ import pytest
 from safetensors.torch import load_file
 
 from tests.conftest import DEMO_DATA
+from tests.faults import inject as faults
 from trainer.config import state
 from trainer.config.loading import load_settings
 from trainer.data.contracts.validate import validate_dataset
@@ -32,10 +33,9 @@ def test_train_task_retry_resumes_from_checkpoint(prefect_server, tiny_model_dir
     from flows.pipeline import llm_trainer
 
     settings = load_settings("demo", None, SETS)
-    monkeypatch.setenv("LLM_TRAINER_CRASH_AT_STEP", "5")
-    monkeypatch.setenv("LLM_TRAINER_CRASH_MODE", "raise")
-    summary = llm_trainer(settings)
-    monkeypatch.delenv("LLM_TRAINER_CRASH_AT_STEP")
+    with monkeypatch.context() as patch:
+        faults.install(patch, crash_at=5, mode="raise")
+        summary = llm_trainer(settings)
 
     client = mlflow.MlflowClient(state.tracking_uri())
     run = client.get_run(summary.mlflow_run_id)

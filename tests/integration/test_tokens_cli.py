@@ -1,22 +1,17 @@
-"""`llm-trainer tokens` as a user runs it: a real subprocess on a model folder built from each catalog
-model's real chat template (tests/templates.py), its JSON, its highlighted text and exit codes."""
+"""`llm-trainer tokens` as a user runs it (in this process, typer's CliRunner) on a model folder built
+from each catalog model's real chat template (tests/templates.py): its JSON, highlighted text and exit codes."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.cli import invoke
 from tests.conftest import write_jsonl
 from tests.templates import CATALOG_TEMPLATES, FOLDS_SYSTEM, check_trained, load_template_tokenizer, template_folder
 
-pytestmark = pytest.mark.slow  # one CLI process per case
-
-CLI = [str(Path(sys.executable).with_name("llm-trainer"))]
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "datasets"
 SYSTEM = "You are a support agent for Quillfeather."
 ROWS = [
@@ -36,9 +31,8 @@ ROWS = [
 ANSWERS = [["<b>Sent</b> on Monday.", ".5 percent was kept as a fee.", " You are welcome."], ["Hi there!"]]
 
 
-def tokens(*args, timeout=180, **env):
-    env = {**os.environ, "COLUMNS": "200", **env}
-    return subprocess.run(CLI + ["tokens", *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env)
+def tokens(*args):
+    return invoke("tokens", *args)
 
 
 @pytest.fixture(scope="module")
@@ -168,12 +162,16 @@ def test_rows_the_template_cannot_render_get_one_line_and_exit_one(root, tmp_pat
         (["{data}", "--model", "mistral-7b"], "--model: the tokenizer of mistralai/Mistral-7B-Instruct-v0.3"),
     ],
 )
-def test_unusable_input_is_one_error_line_and_exit_two(tmp_path, data, args, needle):
+def test_unusable_input_is_one_error_line_and_exit_two(tmp_path, data, args, needle, monkeypatch):
+    import huggingface_hub.constants
+
+    # An empty Hugging Face cache, whatever this machine holds (read at call time).
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
     empty = tmp_path / "empty-model"  # a model folder with no tokenizer files
     empty.mkdir()
     (empty / "config.json").write_text('{"model_type": "llama"}')
     args = [str(a).format(data=data, empty=empty) for a in args]
-    result = tokens(*args, HF_HUB_CACHE=str(tmp_path / "hf-cache"))  # an empty cache, whatever this machine holds
+    result = tokens(*args)
     assert result.returncode == 2, (result.stdout, result.stderr)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and needle.format(empty=empty) in lines[0], lines

@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 from tests.conftest import DEMO_DATA
 from trainer.config.loading import load_settings
 from trainer.data.contracts.validate import validate_dataset
-from trainer.model.loading import attach_lora, load_base_model
+from trainer.model.loading import attach_lora, load_base_model, trainable_parameters
 from trainer.model.runtime import pick_runtime
 from trainer.train.checkpoints import latest_checkpoint
 from trainer.train.job import TrainJob
@@ -33,6 +33,11 @@ def test_lora_still_learns_after_an_eval_forward(tiny_model_dir, bits):
         gradient_checkpointing=False,
     )
     lora = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    # Counted as values, not storage: a packed 2- or 4-bit weight is as many parameters as the
+    # full-precision weight it stands for (the demo once logged 812,160 for a ~1.2 M model).
+    base_values = sum(t.numel() for t in load_file(tiny_model_dir / "model.safetensors").values())
+    lora_values = sum(p.numel() for p in lora.values())
+    assert trainable_parameters(model) == (lora_values, base_values + lora_values)
     optimizer = torch.optim.AdamW(lora.values(), lr=1e-2)
     batch = torch.randint(10, 500, (2, 32))
 

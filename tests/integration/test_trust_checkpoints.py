@@ -5,15 +5,14 @@ the tiny model, real files, a real 1 MiB tmpfs."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tasks.retry import is_transient
+from tests.cli import run_process
 from tests.conftest import DEMO_DATA
 from trainer.config.loading import load_settings
 from trainer.data.contracts.validate import validate_dataset
@@ -24,8 +23,6 @@ from trainer.train.job import TrainJob
 from trainer.train.loop import train
 
 pytestmark = pytest.mark.slow
-
-CLI = [str(Path(sys.executable).with_name("llm-trainer"))]
 
 
 def _settings(output_dir: Path, *extra: str):
@@ -90,13 +87,12 @@ def test_a_corrupt_checkpoint_is_refused_before_loading_naming_the_file(trained,
         train(job, show_progress=False)
 
 
-def test_the_cli_stops_on_a_corrupt_checkpoint_with_one_line_no_retry_no_traceback(trained, tmp_path):
+def test_the_cli_stops_on_a_corrupt_checkpoint_with_one_line_no_retry_no_traceback(trained, tmp_path, prefect_env):
     copy = tmp_path / "checkpoint-2"
     shutil.copytree(trained / "checkpoints" / "checkpoint-2", copy)
     _garbage(copy / "optimizer.pt")
-    env = {**os.environ, "COLUMNS": "200"}
     sets = ["--set", f"trained_artifact={copy}", "--set", f"output_dir={tmp_path / 'out'}"]
-    result = subprocess.run([*CLI, "run", *sets], capture_output=True, text=True, timeout=900, env=env)
+    result = run_process("run", *sets, timeout=900, env=prefect_env)
     output = result.stdout + result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert result.returncode == 1 and len(errors) == 1, output[-3000:]

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from tests.faults import inject as faults
 from trainer.config.loading import load_settings
 
 CLI = [str(Path(sys.executable).with_name("llm-trainer"))]
@@ -47,8 +48,6 @@ def _env(home: Path, **extra: str) -> dict[str, str]:
     # test of this session exports MLFLOW_TRACKING_URI, which would send these runs to the session's store.
     for key in (
         "PREFECT_HOME",
-        "LLM_TRAINER_CRASH_AT_STEP",
-        "LLM_TRAINER_CRASH_MODE",
         "MLFLOW_TRACKING_URI",
         "MLFLOW_REGISTRY_URI",
     ):
@@ -69,7 +68,7 @@ def test_a_sigkilled_run_reads_killed_once_the_next_run_starts(tmp_path, tiny_mo
     # It kills itself at step 6 if the test has not killed its process group by then.
     killed = subprocess.Popen(
         [*CLI, "run", *_sets("max_steps=40", "save_every_n_iterations=2", f"experiment_name={experiment}")],
-        env=_env(home, LLM_TRAINER_CRASH_AT_STEP="6", LLM_TRAINER_CRASH_MODE="kill"),
+        env=faults.env(_env(home), crash_at=6, mode="kill"),
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,

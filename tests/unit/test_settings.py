@@ -152,15 +152,3 @@ def test_example_configs_load():
     assert len(configs) >= 4
     for config in configs:
         load_settings(None, config, [f"training_data_path={DEMO_DATA}"])
-
-
-def test_prefect_yaml_deployments_hold_valid_settings(monkeypatch):
-    import yaml
-
-    monkeypatch.chdir(REPO)  # deployment paths are relative to the repository root
-    spec = yaml.safe_load((REPO / "prefect.yaml").read_text())
-    names = {d["name"] for d in spec["deployments"]}
-    assert {"adhoc", "scheduled-retraining"} <= names
-    for deployment in spec["deployments"]:
-        assert deployment["entrypoint"] == "flows/pipeline.py:llm_trainer"
-        Settings(**deployment["parameters"]["settings"])

@@ -9,7 +9,6 @@ import errno
 import json
 import os
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -18,11 +17,10 @@ import pytest
 from fsspec.implementations.memory import MemoryFileSystem
 
 from tasks.retry import is_transient
+from tests.cli import Result, invoke
 from trainer.errors import BackupEntryError, BackupSpaceError
 from trainer.storage.backup import MANIFEST, backup, sha256_file, verify
 from trainer.storage.restore import restore
-
-CLI = [str(Path(sys.executable).with_name("llm-trainer"))]
 
 
 def _sources(tmp_path: Path, size: int = 800) -> dict[str, Path]:
@@ -86,11 +84,11 @@ def test_a_symlink_inside_a_backup_is_refused_not_followed(good_backup, outside,
     assert not (tmp_path / "restored" / "files" / "linked").exists()
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=120)
+def _cli(*args: str) -> Result:
+    return invoke(*args)
 
 
-def _one_error_line(result: subprocess.CompletedProcess, needle: str) -> None:
+def _one_error_line(result: Result, needle: str) -> None:
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 1 and len(lines) == 1, result.stderr
     assert lines[0].startswith("error: ") and needle in lines[0], lines[0]

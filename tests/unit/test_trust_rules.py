@@ -21,7 +21,7 @@ from trainer.errors import (
     PipelineError,
 )
 from trainer.evaluate.report import EvalReport
-from trainer.redact import find_secret, install_log_redaction, redact
+from trainer.redact import find_secret, install_log_redaction, redact, redact_value
 from trainer.registry.promotion import decide
 from trainer.registry.runs import process_alive, process_tags
 from trainer.stages.register import check_finite
@@ -80,12 +80,15 @@ def test_the_new_deterministic_errors_are_never_retried_and_logged_without_trace
 
 def test_one_rule_masks_urls_tokens_signed_urls_and_environment_secrets(monkeypatch):
     monkeypatch.setenv("SOME_SERVICE_PASSWORD", "sentinel-pw-8841")
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")  # not a secret's name: its value stays
     text = (
         "see http://user:pw@host:5000/#/x, hf_abcdefghijklmnopqrstuvwxyzABCDEF12, "
         "s3://b/k?X-Amz-Signature=abc123&versionId=7, key sentinel-pw-8841, AKIAABCDEFGHIJKLMNOP"
     )
     masked = redact(text)
     assert masked == "see http://***@host:5000/#/x, ***, s3://b/k?X-Amz-Signature=***&versionId=7, key ***, ***"
+    assert redact("false is not a secret") == "false is not a secret"
+    assert redact_value({"a": ["x sentinel-pw-8841"], "n": 3}) == {"a": ["x ***"], "n": 3}  # nested values too
     assert find_secret("desk-abcdefghijklmnopqrstuvwxyz") is None  # "sk-" inside a word is not a key
     assert find_secret("max_new_tokens") is None and find_secret("/data/hf_cache/model") is None
 

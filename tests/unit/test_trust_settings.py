@@ -4,19 +4,15 @@ front with one line naming the setting; credentials in setting values are refuse
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
+from tests.cli import invoke
 from trainer.config.loading import load_settings
 from trainer.config.settings import Settings
 from trainer.errors import SettingsError
 
 FLOATS = [name for name, field in Settings.model_fields.items() if "float" in str(field.annotation)]
-CLI = [str(Path(sys.executable).with_name("llm-trainer"))]
 
 
 def test_the_float_settings_are_the_ones_we_think():
@@ -98,9 +94,7 @@ def test_the_value_of_a_secret_environment_variable_is_refused(monkeypatch):
 
 def test_the_cli_refuses_a_pasted_token_in_one_line_without_printing_it():
     token = "hf_SENTINELabcdefghijklmnopqrstuvwxyz12"
-    result = subprocess.run(
-        [*CLI, "run", "--set", f"element_name={token}"], capture_output=True, text=True, timeout=120, env=os.environ
-    )
+    result = invoke("run", "--set", f"element_name={token}")
     assert result.returncode == 2 and result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: element_name: holds a Hugging Face token")
@@ -122,7 +116,7 @@ def test_settings_files_are_redacted_even_if_a_secret_appears_later(monkeypatch)
     ],
 )
 def test_the_cli_refuses_what_used_to_fail_after_loading_in_one_line(assignment, needle):
-    result = subprocess.run([*CLI, "run", "--set", assignment], capture_output=True, text=True, timeout=120)
+    result = invoke("run", "--set", assignment)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"error: {needle}"), result.stderr
     assert "Traceback" not in result.stderr + result.stdout

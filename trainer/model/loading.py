@@ -186,6 +186,25 @@ def load_adapter(model, adapter_dir: Path, trainable: bool):
 
 
 def trainable_parameters(model) -> tuple[int, int]:
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
+    """(trainable, total) parameters, counting the values a quantized weight holds, not its storage.
+
+    peft's own count (`get_nb_trainable_parameters`) unpacks bitsandbytes' 4-bit weights (two values
+    a byte); HQQ's 2-bit `W_q` packs four values a byte too, so its original shape is counted instead.
+    """
+    if hasattr(model, "get_nb_trainable_parameters"):
+        trainable, total = model.get_nb_trainable_parameters()
+    else:
+        trainable = sum(_stored_values(p) for p in model.parameters() if p.requires_grad)
+        total = sum(_stored_values(p) for p in model.parameters())
+    for module in model.modules():
+        if type(module).__name__ == "HQQLinear" and getattr(module, "W_q", None) is not None:
+            rows, columns = module.meta["shape"]
+            total += rows * columns - module.W_q.numel()
     return trainable, total
+
+
+def _stored_values(parameter) -> int:
+    """A parameter's values, unpacking bitsandbytes' 4-bit storage as peft does."""
+    if type(parameter).__name__ == "Params4bit":
+        return parameter.numel() * 2 * parameter.element_size()
+    return parameter.numel()

@@ -1,18 +1,14 @@
-"""The Trainer callbacks: metrics to a sink, a progress bar, periodic held-out scores, and the test
-hooks that crash training on purpose (so tests can prove retries and resumes continue exactly).
+"""The Trainer callbacks: metrics to a sink, a progress bar and periodic held-out scores.
+
+No test hooks live here: the tests inject their faults from outside (tests/faults/).
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import time
-from pathlib import Path
 
 from transformers import TrainerCallback
-
-from trainer.errors import TransientError
 
 log = logging.getLogger("llm_trainer.training")
 
@@ -113,37 +109,3 @@ class PeriodicEvalCallback(TrainerCallback):
         metrics = self.score_fn(model)
         if self.sink is not None and metrics:
             self.sink(metrics, state.global_step)
-
-
-def maybe_crash_during_save(step: int, output_dir: Path) -> None:
-    """Test hook: `LLM_TRAINER_CRASH_DURING_SAVE_AT_STEP=N` SIGKILLs this process halfway through
-    writing checkpoint N (files written, not yet renamed into place), once per output folder."""
-    target = int(os.environ.get("LLM_TRAINER_CRASH_DURING_SAVE_AT_STEP", "0") or 0)
-    marker = output_dir / f".crashed-during-save-{target}"
-    if target and step == target and not marker.exists():
-        marker.write_text("killed mid-checkpoint once, on purpose")
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-class CrashForTesting(TrainerCallback):
-    """Test hook: `LLM_TRAINER_CRASH_AT_STEP=N` ends training at step N, once per output folder.
-
-    `LLM_TRAINER_CRASH_MODE=kill` sends SIGKILL to this process (a hard crash); `raise` (default)
-    raises a TransientError, which the Prefect task retries (as it would a crashed worker). Unset in normal
-    use; it exists so tests can prove that retries and resumes continue exactly.
-    """
-
-    def __init__(self, output_dir: Path):
-        self.step = int(os.environ.get("LLM_TRAINER_CRASH_AT_STEP", "0") or 0)
-        self.mode = os.environ.get("LLM_TRAINER_CRASH_MODE", "raise")
-        self.marker = output_dir / f".crashed-at-step-{self.step}"
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if not self.step or state.global_step != self.step or self.marker.exists():
-            return
-        self.marker.parent.mkdir(parents=True, exist_ok=True)
-        self.marker.write_text("crashed here once, on purpose (LLM_TRAINER_CRASH_AT_STEP)")
-        log.warning("LLM_TRAINER_CRASH_AT_STEP=%d: crashing on purpose (%s)", self.step, self.mode)
-        if self.mode == "kill":
-            os.kill(os.getpid(), signal.SIGKILL)
-        raise TransientError(f"simulated crash at step {self.step} (LLM_TRAINER_CRASH_AT_STEP)")

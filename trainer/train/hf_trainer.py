@@ -38,7 +38,6 @@ from trainer.layout import CHECKPOINT_MARKER, CHECKPOINT_STAGING, SETTINGS_FILE
 from trainer.model.loading import activation_offloading
 from trainer.model.loss import causal_lm_loss, unsupported_reason
 from trainer.model.tokens import IGNORE_INDEX
-from trainer.train.callbacks import maybe_crash_during_save
 from trainer.train.checkpoints import file_digests, fsync_tree
 
 log = logging.getLogger("llm_trainer.training")
@@ -102,7 +101,6 @@ class PipelineTrainer(Trainer):
         if not self.args.should_save:
             self.accelerator.wait_for_everyone()  # rank 0 renames the folder; see below
             return
-        maybe_crash_during_save(self.state.global_step, Path(self.args.output_dir).parent)
         try:
             self._seal(staged)
         except OSError as exc:

@@ -202,17 +202,17 @@ def _build_trainer(
     metrics_sink: MetricsSink | None,
     show_progress: bool,
 ):
-    """Our Trainer subclass with its callbacks: metrics (rank 0 only), progress, periodic eval, test hooks."""
+    """Our Trainer subclass with its callbacks: metrics (rank 0 only), progress, periodic eval."""
     from transformers.trainer_callback import PrinterCallback
 
     from trainer.evaluate.scoring import score_metrics
-    from trainer.train.callbacks import CrashForTesting, MetricsCallback, PeriodicEvalCallback, ProgressCallback
+    from trainer.train.callbacks import MetricsCallback, PeriodicEvalCallback, ProgressCallback
     from trainer.train.hf_trainer import PipelineTrainer
 
     settings = job.settings
     main_process = process_rank() == 0
     metrics = MetricsCallback(metrics_sink if main_process else None)
-    callbacks = [metrics, CrashForTesting(job.output_dir)]
+    callbacks = [metrics]
     if show_progress and main_process:
         callbacks.append(ProgressCallback())
     # Rank 0 alone scores the held-out rows (on the unwrapped model; the other ranks wait at the

@@ -1,5 +1,6 @@
-"""prefect.yaml and the submit path, checked without servers (fast): the deployments' settings are
-valid settings, `running_on` is their work pool, and settings sent to a worker are portable."""
+"""prefect.yaml and the submit path, checked without servers (the fast tier; tests/e2e deploys the same
+file to real servers): the deployments' settings are valid settings, `running_on` is their work pool,
+and settings sent to a worker are portable."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from flows.submit import (
     settings_parameter,
     split_running_on,
 )
-from tests.e2e.servers import REPO
+from tests.conftest import REPO
 from trainer.config.loading import load_settings
 from trainer.errors import SettingsError
 
@@ -34,7 +35,7 @@ def test_prefect_yaml_has_the_adhoc_and_scheduled_deployments():
     assert schedule["cron"] == "0 3 * * 1" and schedule["timezone"] == "UTC"
 
 
-@pytest.mark.parametrize("name", ["adhoc", "scheduled-retraining"])
+@pytest.mark.parametrize("name", sorted(DEPLOYMENTS))  # every deployment, not only the two named above
 def test_deployment_settings_are_valid_settings(name):
     values = DEPLOYMENTS[name]["parameters"]["settings"]
     assert check_values(values) == []  # relative paths resolve from the clone's root, as on the worker

@@ -1,0 +1,89 @@
+"""Session housekeeping, loaded by tests/conftest.py as a pytest plugin:
+
+- **Nothing left behind.** The pytest process becomes a child subreaper (Linux `prctl`), so every
+  process a test starts stays its descendant even after its parent dies (a Prefect server whose
+  CLI was killed, `mlflow server`'s job runners started in their own session). When the session
+  ends — passed, failed or timed out — every descendant still running is terminated, then killed,
+  and the summary names them.
+- **The budget in sight.** The summary ends with the time of each tier (unit, integration, e2e) and
+  of the session set-up built outside the tests' timeouts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+from collections import defaultdict
+
+import pytest
+
+PR_SET_CHILD_SUBREAPER = 36
+_tier_seconds: dict[str, float] = defaultdict(float)
+_killed: list[str] = []
+
+
+def pytest_configure(config):
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def pytest_runtest_logreport(report):
+    parts = report.nodeid.split("/")
+    tier = parts[1] if len(parts) > 2 and parts[0] == "tests" else "other"
+    _tier_seconds[tier] += report.duration
+
+
+def _descendants():
+    import psutil
+
+    try:
+        return [p for p in psutil.Process().children(recursive=True) if p.status() != psutil.STATUS_ZOMBIE]
+    except psutil.Error:
+        return []
+
+
+def stop_descendants(grace: float = 10.0) -> list[str]:
+    """Terminate, then kill, every process this one started that is still running; their names."""
+    import psutil
+
+    alive = _descendants()
+    names = []
+    for process in alive:
+        with contextlib.suppress(psutil.Error):
+            names.append(f"{process.pid} {' '.join(process.cmdline()[:4])[:120]}")
+            process.terminate()
+    _, alive = psutil.wait_procs(alive, timeout=grace)
+    for process in alive:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    psutil.wait_procs(alive, timeout=grace)
+    with contextlib.suppress(ChildProcessError):  # reap what was re-parented to us
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
+    return names
+
+
+def pytest_unconfigure(config):
+    # After every session fixture's teardown: what is still running now was left behind.
+    _killed.extend(stop_descendants())
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session, exitstatus):
+    # trylast: after pytest's own sessionfinish has torn the session fixtures down, and before the
+    # terminal summary is written; pytest_unconfigure sweeps once more for late ones.
+    _killed.extend(stop_descendants())
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    from tests.conftest import _SETUP_TIMES
+
+    setup = config.stash.get(_SETUP_TIMES, {})
+    tiers = ", ".join(f"{tier} {seconds:.0f} s" for tier, seconds in sorted(_tier_seconds.items()))
+    built = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in setup.items()) or "nothing"
+    terminalreporter.write_line(f"time by tier: {tiers}; session set-up (outside timeouts): {built}")
+    if _killed:
+        terminalreporter.write_line(f"stopped {len(_killed)} process(es) the tests left running:", yellow=True)
+        for name in _killed:
+            terminalreporter.write_line(f"  {name}", yellow=True)
