@@ -14,9 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.housekeeping import register_for_cleanup
+
 pytest_plugins = ("tests.housekeeping",)
 
 _SESSION_HOME = Path(tempfile.mkdtemp(prefix="llm-trainer-tests-"))
+register_for_cleanup(_SESSION_HOME)
 os.environ["LLM_TRAINER_HOME"] = str(_SESSION_HOME / "state")
 os.environ["PREFECT_HOME"] = str(_SESSION_HOME / "prefect")
 for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "PREFECT_API_URL"):

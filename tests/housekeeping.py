@@ -5,6 +5,8 @@
   CLI was killed, `mlflow server`'s job runners started in their own session). When the session
   ends — passed, failed or timed out — every descendant still running is terminated, then killed,
   and the summary names them.
+- **No state left behind.** The session's state folder (`register_for_cleanup`) is removed when
+  the session passed, and kept, with its path printed, when it failed.
 - **The budget in sight.** The summary ends with the time of each tier (unit, integration, e2e) and
   of the session set-up built outside the tests' timeouts.
 """
@@ -14,13 +16,21 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import shutil
 from collections import defaultdict
+from pathlib import Path
 
 import pytest
 
 PR_SET_CHILD_SUBREAPER = 36
 _tier_seconds: dict[str, float] = defaultdict(float)
 _killed: list[str] = []
+_cleanup: list[Path] = []
+_kept: list[Path] = []
+
+
+def register_for_cleanup(path: Path) -> None:
+    _cleanup.append(path)
 
 
 def pytest_configure(config):
@@ -43,11 +53,12 @@ def _descendants():
         return []
 
 
-def stop_descendants(grace: float = 10.0) -> list[str]:
-    """Terminate, then kill, every process this one started that is still running; their names."""
+def stop_descendants(grace: float = 10.0, only: set[int] | None = None) -> list[str]:
+    """Terminate, then kill, every process this one started that is still running (or those of them
+    whose pid is in `only`); their pids and command lines."""
     import psutil
 
-    alive = _descendants()
+    alive = [p for p in _descendants() if only is None or p.pid in only]
     names = []
     for process in alive:
         with contextlib.suppress(psutil.Error):
@@ -58,9 +69,14 @@ def stop_descendants(grace: float = 10.0) -> list[str]:
         with contextlib.suppress(psutil.Error):
             process.kill()
     psutil.wait_procs(alive, timeout=grace)
-    with contextlib.suppress(ChildProcessError):  # reap what was re-parented to us
-        while os.waitpid(-1, os.WNOHANG)[0]:
-            pass
+    if only is None:  # at the end of the session: reap what was re-parented to us
+        with contextlib.suppress(ChildProcessError):
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass
+    else:
+        for process in alive:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(process.pid, os.WNOHANG)
     return names
 
 
@@ -74,6 +90,11 @@ def pytest_sessionfinish(session, exitstatus):
     # trylast: after pytest's own sessionfinish has torn the session fixtures down, and before the
     # terminal summary is written; pytest_unconfigure sweeps once more for late ones.
     _killed.extend(stop_descendants())
+    for path in _cleanup:
+        if exitstatus == 0:
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.exists():
+            _kept.append(path)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
@@ -83,6 +104,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     tiers = ", ".join(f"{tier} {seconds:.0f} s" for tier, seconds in sorted(_tier_seconds.items()))
     built = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in setup.items()) or "nothing"
     terminalreporter.write_line(f"time by tier: {tiers}; session set-up (outside timeouts): {built}")
+    for path in _kept:
+        terminalreporter.write_line(f"kept the session's state for inspection: {path}")
     if _killed:
         terminalreporter.write_line(f"stopped {len(_killed)} process(es) the tests left running:", yellow=True)
         for name in _killed:

@@ -71,7 +71,11 @@ def examples():
     return rows[:48]
 
 
-def test_train_writes_checkpoints_and_adapter_and_reports_metrics(tmp_path, tiny_model_dir, examples):
+def test_train_writes_checkpoints_and_adapter_and_reports_metrics(tmp_path, tiny_model_dir, examples, monkeypatch):
+    # The crash hooks these variables once switched on are gone from the product: a real run ignores them.
+    monkeypatch.setenv("LLM_TRAINER_CRASH_AT_STEP", "2")
+    monkeypatch.setenv("LLM_TRAINER_CRASH_MODE", "kill")
+    monkeypatch.setenv("LLM_TRAINER_CRASH_DURING_SAVE_AT_STEP", "3")
     settings = _small_settings(tmp_path)
     reported = []
     result = train(
@@ -88,6 +92,7 @@ def test_train_writes_checkpoints_and_adapter_and_reports_metrics(tmp_path, tiny
     assert (Path(result.adapter_dir) / "adapter_model.safetensors").is_file()
     assert [s for s, m in reported if "train_loss" in m] == [1, 2, 3, 4, 5, 6]
     assert 0 < result.trainable_parameters < result.total_parameters
+    assert not list(tmp_path.glob(".crashed*"))
 
 
 def test_same_seed_same_adapter_other_seed_differs(tmp_path, tiny_model_dir, examples):

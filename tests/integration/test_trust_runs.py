@@ -61,14 +61,14 @@ def _store(home: Path) -> MlflowClient:
 
 
 @pytest.mark.slow
-def test_a_sigkilled_run_reads_killed_once_the_next_run_starts(tmp_path, tiny_model_dir):
+def test_a_sigkilled_run_reads_killed_once_the_next_run_starts(tmp_path, tiny_model_dir, prefect_env):
     home = _fresh_home(tmp_path, tiny_model_dir)
     experiment = "trust-kill"
     log = (tmp_path / "killed.log").open("w")
     # It kills itself at step 6 if the test has not killed its process group by then.
     killed = subprocess.Popen(
         [*CLI, "run", *_sets("max_steps=40", "save_every_n_iterations=2", f"experiment_name={experiment}")],
-        env=faults.env(_env(home), crash_at=6, mode="kill"),
+        env=faults.env(_env(home, **prefect_env), crash_at=6, mode="kill"),
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -85,7 +85,7 @@ def test_a_sigkilled_run_reads_killed_once_the_next_run_starts(tmp_path, tiny_mo
 
     second = subprocess.run(
         [*CLI, "run", *_sets(*QUICK, f"experiment_name={experiment}")],
-        env=_env(home),
+        env=_env(home, **prefect_env),
         capture_output=True,
         text=True,
         timeout=1800,

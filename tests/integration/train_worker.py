@@ -9,7 +9,6 @@ import json
 import sys
 from pathlib import Path
 
-from tests.conftest import DEMO_DATA
 from trainer.config.loading import load_settings
 from trainer.data.formats import Example
 from trainer.data.readers import read_rows
@@ -25,6 +24,10 @@ RESUME_SETTINGS = [
     "learning_rate=2e-3",
     "warmup_ratio=0.2",
 ]
+# Not imported from tests/conftest.py: importing it gives this process a new, empty state folder
+# (and the tiny model would be built again in every worker). This process uses the test session's,
+# which it inherits through LLM_TRAINER_HOME.
+DEMO_DATA = Path(__file__).resolve().parents[2] / "examples" / "data" / "customer-support" / "chat"
 ROWS = 24  # 6 iterations per epoch at batch 4, so a 12-iteration run crosses an epoch boundary
 
 

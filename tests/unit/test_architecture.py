@@ -136,3 +136,16 @@ def test_architecture_doc_names_every_module_and_command():
     commands = [c.name or c.callback.__name__ for c in app.registered_commands]
     cli_lines = tree[tree.index("cli/") : tree.index("tasks/")]
     assert [c for c in commands if not re.search(rf"\b{c}\b", cli_lines)] == [], "a CLI command is not in the doc"
+
+
+def test_the_product_reads_no_test_only_environment_variable():
+    """Fault injection lives in tests/faults/: no product module names a variable that exists only for
+    tests (a stray one in a user's shell could crash or SIGKILL a real run). The product's own
+    variables are documented; the libraries' (HF_*, MLFLOW_*, PREFECT_*, torchrun's) are theirs."""
+    ours = set()
+    for layer in LAYERS:
+        for path in (REPO / layer).rglob("*.py"):
+            text = path.read_text(encoding="utf-8")
+            ours |= set(re.findall(r"LLM_TRAINER_[A-Z_]+", text))
+            assert "TEST_FAULT" not in text and "CrashForTesting" not in text, path
+    assert ours == {"LLM_TRAINER_HOME"}

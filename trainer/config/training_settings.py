@@ -55,9 +55,9 @@ class TrainingSettings(BaseModel):
         "auto",
         description="How rows become batches. 'packed': each batch flattened into one padding-free sequence, "
         "position ids restarting per example (no token attends across examples). 'grouped': rows of similar "
-        "length batched together (randomised groups of min(rows // (4 x batch), 50) batches), padded per batch. 'padded': random order, "
-        "per-batch padding (the common recipe). 'auto': packed on CUDA, grouped on the CPU (faster there: "
-        "the CPU attention runs a packed row as one masked square).",
+        "length batched together (randomised groups of min(rows // (4 x batch), 50) batches), padded per batch. "
+        "'padded': random order, per-batch padding (the common recipe). 'auto': packed on CUDA, grouped on the "
+        "CPU (faster there: the CPU attention runs a packed row as one masked square).",
     )
     num_processes: int = Field(
         1,
