@@ -97,6 +97,7 @@ def pytest_sessionfinish(session, exitstatus):
             _kept.append(path)
 
 
+@pytest.hookimpl(trylast=True)  # after the durations table, just above pytest's last line
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     from tests.conftest import _SETUP_TIMES
 

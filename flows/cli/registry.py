@@ -90,6 +90,14 @@ def restore(
         str | None,
         typer.Option("--name", help="Registered model name for --register (default: the one in the manifest)."),
     ] = None,
+    base_model: Annotated[
+        Path | None,
+        typer.Option(
+            "--base-model",
+            help="A local base model folder to rebuild on when the backup carries no base weights "
+            "(a path recorded inside a backup is never followed).",
+        ),
+    ] = None,
 ) -> None:
     """Verify a backup and rebuild a loadable model from it, without MLflow; --register re-registers it.
 
@@ -105,7 +113,7 @@ def restore(
         tail = "backup"
     destination = to or state_dir() / "restored" / tail
     try:
-        restored = restore_backup(location, destination, register=register, name=name)
+        restored = restore_backup(location, destination, register=register, name=name, base_model=base_model)
     except PipelineError as exc:
         fail(str(exc), 1)
     manifest = restored.manifest

@@ -118,6 +118,18 @@ def _broken_link(data: Path) -> None:
     (data / "gone.jsonl").symlink_to(data / "nowhere.jsonl")
 
 
+def _link_out(data: Path) -> None:
+    write_jsonl(data / "ok.jsonl", [chat("q", "a")])
+    (data / "users.jsonl").symlink_to("/etc/passwd")  # its lines would be quoted in the quarantine file
+
+
+def _folder_link_out(data: Path) -> None:
+    write_jsonl(data / "ok.jsonl", [chat("q", "a")])
+    outside = data.parent / "outside"
+    write_jsonl(outside / "more.jsonl", [chat("q2", "a2")])
+    (data / "more").symlink_to(outside, target_is_directory=True)
+
+
 def _mixed(data: Path) -> None:
     write_jsonl(data / "a.jsonl", [chat("q", "a")])
     write_jsonl(data / "b.jsonl", [{"text": "plain"}])
@@ -141,6 +153,8 @@ def _empty_files(data: Path) -> None:
         (_empty_files, [], "the data files hold no rows"),
         (_mixed, [], "mixes formats that train differently (a.jsonl is chat but b.jsonl is text)"),
         (_broken_link, [], "gone.jsonl: unreadable (a broken link)"),
+        (_link_out, [], "users.jsonl: a link out of the data folder (to /etc/passwd); links are not followed out of"),
+        (_folder_link_out, [], "more: a link out of the data folder (to "),
         (
             _mixed,
             ["--format", "csv"],
@@ -157,6 +171,8 @@ def _empty_files(data: Path) -> None:
         "no-rows",
         "mixed-formats",
         "broken-link",
+        "link-out",
+        "folder-link-out",
         "bad-format",
         "bad-map",
         "bad-map-target",
@@ -172,3 +188,4 @@ def test_unusable_input_exits_two_with_one_line(tmp_path, setup, args, needle):
     result = validate(data, *[str(a).replace("DATA", str(data)) for a in args], timeout=60)
     assert result.returncode == 2, result.stdout + result.stderr
     assert needle in one_error_line(result)
+    assert "root:" not in result.stdout + result.stderr  # no line of /etc/passwd was read out

@@ -1,10 +1,11 @@
 """`llm-trainer serve` as a user runs it: a registered version answers a REST request on loopback,
-and Ctrl-C leaves no process behind."""
+and Ctrl-C or SIGTERM leaves no process behind."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -12,6 +13,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlparse
 
 import psutil
 import pytest
@@ -27,6 +29,7 @@ def registered(tiny_model_dir, tmp_path_factory) -> str:
     """A version of NAME with `champion` on it: a LoRA adapter on the tiny base, trained 30 steps on the
     demo rows (fewer leave the tiny model answering with newlines only, ~15 s on an idle machine)."""
     from trainer import registry
+    from trainer.config import state
     from trainer.config.loading import load_settings
     from trainer.data.contracts.validate import validate_dataset
     from trainer.train.job import TrainJob
@@ -36,11 +39,22 @@ def registered(tiny_model_dir, tmp_path_factory) -> str:
     settings = load_settings("demo", None, ["max_steps=30", "save_every_n_iterations=30", f"output_dir={out}"])
     _, rows = validate_dataset(DEMO_DATA)
     result = train(TrainJob(settings, tiny_model_dir, rows, out), show_progress=False)
-    run_id = registry.create_run("serve-test", "serve-test", {})
-    version = registry.log_adapter_model(run_id, Path(result.adapter_dir), tiny_model_dir, None, 4, 16, NAME).version
-    registry.set_alias(NAME, "champion", str(version))
+    # Registered from a throw-away working folder, deleted afterwards: the registry must not depend on
+    # the folder a command ran in (MLflow 3 put logged models in ./mlruns there).
+    elsewhere = tmp_path_factory.mktemp("throw-away-cwd")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(elsewhere)
+        run_id = registry.create_run("serve-test", "serve-test", {})
+        version = registry.log_adapter_model(run_id, Path(result.adapter_dir), tiny_model_dir, None, 4, 16, NAME)
+    assert not (elsewhere / "mlruns").exists() and not any(elsewhere.iterdir())
+    shutil.rmtree(elsewhere)
+    assert (
+        state.state_dir()
+        in Path(urlparse(registry.client().get_model_version_download_uri(NAME, version.version)).path).parents
+    )
+    registry.set_alias(NAME, "champion", str(version.version))
     registry.finish_run(run_id)
-    return str(version)
+    return str(version.version)
 
 
 def _free_port() -> int:
@@ -60,7 +74,8 @@ def _post(port: int, body: dict) -> dict:
 
 
 @pytest.mark.slow
-def test_serve_answers_over_rest_and_ctrl_c_leaves_no_process(registered):
+@pytest.mark.parametrize("stop, code", [(signal.SIGINT, 0), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"])
+def test_serve_answers_over_rest_and_a_signal_leaves_no_process(registered, stop, code):
     port = _free_port()
     cli = subprocess.Popen(
         [CLI, "serve", NAME, "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -86,9 +101,9 @@ def test_serve_answers_over_rest_and_ctrl_c_leaves_no_process(registered):
         frame = _post(port, {"dataframe_records": [{"prompt": "Where is my parcel?"}, {"prompt": "Refund please"}]})
         assert len(frame["predictions"]) == 2 and all(p.strip() for p in frame["predictions"])
     finally:
-        os.kill(cli.pid, signal.SIGINT)
+        os.kill(cli.pid, stop)
         out, err = cli.communicate(timeout=120)
-    assert cli.returncode == 0, err
+    assert cli.returncode == code, err
     assert f"Serving {NAME} @champion = version {registered}" in err
     gone, alive = psutil.wait_procs(children, timeout=30)
     assert alive == [], f"left behind: {[p.cmdline() for p in alive]}"

@@ -12,6 +12,7 @@ def _sources(tmp_path):
     adapter = tmp_path / "adapter"
     (adapter / "nested").mkdir(parents=True, exist_ok=True)
     (adapter / "adapter_model.safetensors").write_bytes(b"\x00weights" * 100)
+    (adapter / "adapter_config.json").write_text("{}")
     (adapter / "nested" / "tokenizer.json").write_text("{}")
     report = tmp_path / "report.json"
     report.write_text(json.dumps({"rows": 3}))
@@ -23,6 +24,7 @@ def test_backup_round_trip_and_corruption_is_detected(tmp_path, scheme):
     destination = str(tmp_path / "backups") if scheme == "local" else f"memory://backups-{uuid.uuid4().hex}"
     manifest = backup(_sources(tmp_path), destination, "run-1", {"model": "m"})
     assert set(manifest.files) == {
+        "adapter/adapter_config.json",
         "adapter/adapter_model.safetensors",
         "adapter/nested/tokenizer.json",
         "data/report.json",
@@ -95,3 +97,16 @@ def test_a_transient_copy_error_is_retryable_and_the_retry_starts_clean(tmp_path
         verify(f"{destination}/run-4")  # the half-copied folder is never a backup
     manifest = backup(_sources(tmp_path), destination, "run-4")  # what the task's retry does
     assert verify(manifest.location).files == manifest.files
+
+
+def test_a_backup_that_cannot_rebuild_a_model_does_not_verify(tmp_path):
+    """Verify proves a backup can rebuild a model: a manifest of no files, or one without the adapter,
+    is refused however well its (zero) files hash."""
+    good = backup(_sources(tmp_path), str(tmp_path / "backups"), "run-5")
+    manifest_path = tmp_path / "backups" / "run-5" / "MANIFEST.json"
+    data = json.loads(manifest_path.read_text())
+    for drop in (list(data["files"]), ["adapter/adapter_config.json"], ["adapter/adapter_model.safetensors"]):
+        edited = {**data, "files": {k: v for k, v in data["files"].items() if k not in drop}}
+        manifest_path.write_text(json.dumps(edited))
+        with pytest.raises(BackupError, match=r"MANIFEST.json lists no adapter/.*not a backup a model can be restored"):
+            verify(good.location)

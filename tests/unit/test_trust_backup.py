@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import subprocess
 import uuid
 from pathlib import Path
@@ -18,7 +19,7 @@ from fsspec.implementations.memory import MemoryFileSystem
 
 from tasks.retry import is_transient
 from tests.cli import Result, invoke
-from trainer.errors import BackupEntryError, BackupSpaceError
+from trainer.errors import BackupEntryError, BackupError, BackupSpaceError
 from trainer.storage.backup import MANIFEST, backup, sha256_file, verify
 from trainer.storage.restore import restore
 
@@ -82,6 +83,37 @@ def test_a_symlink_inside_a_backup_is_refused_not_followed(good_backup, outside,
     with pytest.raises(BackupEntryError, match=r"linked/secret.txt is a symbolic link inside the backup"):
         restore(str(good_backup), tmp_path / "restored")
     assert not (tmp_path / "restored" / "files" / "linked").exists()
+
+
+@pytest.mark.parametrize(
+    "reference, needle",
+    [
+        ({"path": "OUTSIDE", "hub_id": None}, "does not follow from a file inside the backup: pass --base-model"),
+        ({"path": "OUTSIDE", "hub_id": "../../etc"}, "does not follow from a file inside the backup"),
+        (["not", "an", "object"], "model/base_reference.json in the backup is not a JSON object"),
+    ],
+)
+def test_restore_never_follows_a_base_path_recorded_inside_the_backup(tmp_path, reference, needle):
+    """A backup without base weights whose base_reference.json points at a model folder outside it:
+    the folder is a real model, yet a restore refuses it unless the user names a base model."""
+    outside_model = tmp_path / "outside-model"
+    outside_model.mkdir()
+    (outside_model / "config.json").write_text('{"model_type": "llama"}')
+    (outside_model / "model.safetensors").write_bytes(b"not ours to read")
+    sources = _sources(tmp_path)
+    recorded = tmp_path / "src" / "base_reference.json"
+    if isinstance(reference, dict):
+        reference = {k: str(outside_model) if v == "OUTSIDE" else v for k, v in reference.items()}
+    recorded.write_text(json.dumps(reference))
+    backup({**sources, "model": recorded}, str(tmp_path / "backups"), "run-ref", {"model": "m"})
+    destination = tmp_path / "restored"
+    with pytest.raises(BackupError, match=re.escape(needle)):
+        restore(str(tmp_path / "backups" / "run-ref"), destination)
+    assert not (destination / "model").exists()
+    assert not any("outside-model" in str(p) for p in destination.rglob("*"))
+    # Naming a folder that is not a model is one line too (a reference that is not an object, before that).
+    with pytest.raises(BackupError, match=r"--base-model .*: no config.json there|is not a JSON object"):
+        restore(str(tmp_path / "backups" / "run-ref"), destination, base_model=tmp_path / "src")
 
 
 def _cli(*args: str) -> Result:

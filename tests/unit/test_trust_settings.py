@@ -120,3 +120,41 @@ def test_the_cli_refuses_what_used_to_fail_after_loading_in_one_line(assignment,
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"error: {needle}"), result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def _laughs(levels: int) -> str:
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(
+    "content, needle",
+    [
+        (_laughs(10).encode(), "expands to more than 10,000 values (YAML anchors and aliases?)"),  # ~360 bytes
+        (("x: " + "[" * 5000 + "]" * 5000 + "\n").encode(), "nested too deeply"),
+        (b"learning_rate: 1e-4\nbatch_size: 2\nlearning_rate: 0.1\n", "line 3: duplicate key 'learning_rate'"),
+        (b"element_name: caf\xe9\n", "not UTF-8 text (byte 17)"),
+        (b"element_name: x\n" + b"# padding\n" * 120_000, "larger than 1 MiB"),
+        (b"- a list\n- not a mapping\n", "expected a mapping of setting: value, got list"),
+    ],
+    ids=["alias-bomb", "deep", "duplicate-key", "latin-1", "huge", "not-a-mapping"],
+)
+def test_a_hostile_config_file_is_one_line_in_bounded_time(tmp_path, content, needle):
+    import time
+
+    config = tmp_path / "settings.yaml"
+    config.write_bytes(content)
+    started = time.monotonic()
+    result = invoke("run", "--config", config)
+    assert time.monotonic() - started < 10
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr[-2000:]
+    assert lines[0].startswith(f"error: --config {config}") and needle in lines[0], lines[0]
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_a_set_flag_is_read_within_the_same_bounds():
+    result = invoke("run", "--set", "lora_target_modules=" + "[" * 5000 + "]" * 5000)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and "nested too deeply" in lines[0], result.stderr[-2000:]

@@ -9,6 +9,9 @@ from trainer.config.loading import load_settings
 from trainer.config.settings import Settings
 from trainer.stages.unchanged import NOT_TRAINING, training_hash
 
+# The hash reads the base model's folder: the tiny model, built once for the session.
+pytestmark = pytest.mark.usefixtures("tiny_model_dir")
+
 BASE = ["max_steps=4"]
 
 
@@ -60,3 +63,26 @@ def test_the_eval_data_content_counts(tmp_path):
     before = _hash(f"eval_data_path={data}")
     (data / "a.jsonl").write_text('{"text": "one"}\n{"text": "two"}\n')
     assert _hash(f"eval_data_path={data}") != before
+
+
+def test_the_base_model_folders_content_counts_not_only_its_path(tmp_path, tiny_model_dir):
+    """An edited chat template at the same path changes every training sequence: it is a change."""
+    import shutil
+
+    base = tmp_path / "base"
+    shutil.copytree(tiny_model_dir, base)
+    before = _hash(f"base_model_assets_path={base}")
+    assert _hash(f"base_model_assets_path={base}") == before  # stable
+    template = base / "chat_template.jinja"
+    template.write_text(template.read_text().replace("<|start|>", "<|start|> "))
+    assert _hash(f"base_model_assets_path={base}") != before
+
+
+def test_a_local_trained_artifacts_content_counts(tmp_path):
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}")
+    (adapter / "adapter_model.safetensors").write_bytes(b"\x00" * 64)
+    before = _hash(f"trained_artifact={adapter}")
+    (adapter / "adapter_model.safetensors").write_bytes(b"\x01" * 64)  # same size, same path
+    assert _hash(f"trained_artifact={adapter}") != before

@@ -10,13 +10,13 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import (
     ValidationError,
 )
 
 from trainer.config.presets import preset_values
 from trainer.config.settings import Settings
+from trainer.config.yaml_reader import MAX_BYTES, load_yaml
 from trainer.errors import SettingsError
 
 
@@ -29,9 +29,11 @@ def parse_set_flags(pairs: list[str]) -> dict[str, Any]:
         if not sep or not key:
             raise SettingsError(f"--set {pair!r}: expected KEY=VALUE, e.g. --set learning_rate=5e-5")
         try:
-            values[key] = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
-            values[key] = raw
+            values[key] = load_yaml(raw, f"--set {key}") if raw.strip() else None
+        except SettingsError as exc:
+            if "malformed YAML" not in str(exc):
+                raise  # past a bound: say so
+            values[key] = raw  # not YAML: the text as typed
         # YAML reads 1e-4 as a string (it wants 1.0e-4); numbers are what users mean.
         if isinstance(values[key], str) and re.fullmatch(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+", values[key]):
             values[key] = float(values[key])
@@ -41,13 +43,9 @@ def parse_set_flags(pairs: list[str]) -> dict[str, Any]:
 def read_yaml_file(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise SettingsError(f"--config {path}: file not found")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "not valid YAML"
-        raise SettingsError(f"--config {path}{where}: malformed YAML ({problem}); fix the file and retry") from None
+    if path.stat().st_size > MAX_BYTES:  # before reading it
+        raise SettingsError(f"--config {path}: larger than {MAX_BYTES // 2**20} MiB; a settings file is a few KB")
+    data = load_yaml(path.read_bytes(), f"--config {path}")
     if data is None:
         return {}
     if not isinstance(data, dict):

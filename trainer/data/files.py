@@ -66,12 +66,30 @@ def _hidden(relative: Path) -> bool:
     return any(part.startswith(".") for part in relative.parts)
 
 
+def refuse_link_out(path: Path, root: Path, inside: str) -> None:
+    """DataUnusableError when `path` is a link that leads out of the data folder. A data folder is a
+    closed world: a link to /etc/passwd would be read and its lines copied into the quarantine file
+    and the report. Links within the folder are followed (its real path stays inside)."""
+    if not os.path.islink(path):
+        return
+    target = os.path.realpath(path)
+    if target == inside or target.startswith(inside.rstrip(os.sep) + os.sep):
+        return
+    from trainer.errors import DataUnusableError
+
+    raise DataUnusableError(
+        f"{display_name(path, root)}: a link out of the data folder (to {target}); links are not followed out of "
+        f"{root}: copy the file into the folder instead"
+    )
+
+
 def discover(root: Path, text_files: bool = False) -> Discovery:
     """Data files and folders under `root`, subfolders included (`text_files`: `*.txt` counts as data).
 
     Hidden files and folders (`.git`, `.DS_Store`, editor swap files) are skipped silently. Every
     non-folder entry with a data suffix counts as a data file, including broken links and FIFOs,
-    so that reading it fails loudly instead of the file being skipped without a word.
+    so that reading it fails loudly instead of the file being skipped without a word. A link that
+    leads out of `root` stops the discovery (`refuse_link_out`): nothing outside the folder is read.
     """
     root = Path(root)
     data_suffixes = DATA_SUFFIXES + ((TEXT_SUFFIX,) if text_files else ())
@@ -81,6 +99,7 @@ def discover(root: Path, text_files: bool = False) -> Discovery:
     if is_hf_folder(root):
         return Discovery([root], [], {})
     seen_dirs: set[str] = set()
+    inside = os.path.realpath(root)
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         real = os.path.realpath(dirpath)
         if real in seen_dirs:  # a link loop: walk each real folder once
@@ -89,6 +108,9 @@ def discover(root: Path, text_files: bool = False) -> Discovery:
         seen_dirs.add(real)
         here = Path(dirpath)
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in [*dirnames, *filenames]:
+            if not name.startswith("."):
+                refuse_link_out(here / name, root, inside)
         if "dataset_dict.json" in filenames:  # a DatasetDict: its train split trains, the others don't
             _dataset_dict(here, dirnames, data, warnings)
             filenames = [n for n in filenames if n != "dataset_dict.json"]

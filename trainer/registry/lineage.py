@@ -23,8 +23,6 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from trainer.config.settings import Settings
 from trainer.errors import CheckpointError, SettingsError
 from trainer.layout import BACKUP_MANIFEST, CHECKPOINT_MARKER, SETTINGS_FILE
@@ -155,10 +153,14 @@ def recorded_architecture(path: Path) -> str | None:
     settings_file = path / SETTINGS_FILE
     if not settings_file.is_file():
         return None
-    try:
-        return (yaml.safe_load(settings_file.read_text(encoding="utf-8")) or {}).get("base_model_architecture")
-    except yaml.YAMLError:
+    from trainer.config.yaml_reader import load_yaml
+
+    try:  # a file inside an artifact from elsewhere: read within the bounds of every settings file
+        recorded = load_yaml(settings_file.read_bytes(), str(settings_file))
+    except (SettingsError, OSError):
         return None
+    value = recorded.get("base_model_architecture") if isinstance(recorded, dict) else None
+    return value if isinstance(value, str) else None
 
 
 def tokenizer_fingerprint(folder: Path) -> str | None:

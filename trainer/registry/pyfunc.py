@@ -37,6 +37,11 @@ def log_adapter_model(
     from mlflow.models import Model
 
     mlflow_module()
+    # MLflow 3 files a logged model under the *active* experiment, not its run's: with none set that
+    # is experiment 0, whose artifact root on a database store is ./mlruns of whatever folder the
+    # command ran in, so the registry would point into a folder nobody keeps. The run's experiment
+    # has our artifact location (beside the store, client.ensure_experiment).
+    mlflow.set_experiment(experiment_id=client().get_run(run_id).info.experiment_id)
     with tempfile.TemporaryDirectory() as tmp:
         artifacts = _model_artifacts(Path(tmp), adapter_dir, base_model_dir, hub_id, quantization_bits, max_new_tokens)
         with warnings.catch_warnings():

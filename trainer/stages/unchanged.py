@@ -2,7 +2,9 @@
 
 "Unchanged" means that the champion version's tags match this run: `data_fingerprint` (every data
 file's bytes and name), `contract_version`, and `training_hash`, a hash of the settings that change
-the trained weights. Left out of that hash (NOT_TRAINING): names, outputs, evaluation, promotion,
+the trained weights and of the content of the folders they name (the base model: config, tokenizer,
+chat template, weights; a local `trained_artifact`: trainer/fingerprint.py), so an edited chat
+template at the same path is a change. Left out of that hash (NOT_TRAINING): names, outputs, evaluation, promotion,
 gates and bookkeeping. A setting not listed there counts as one that changes training, so a setting
 added later errs on the side of training again.
 
@@ -18,11 +20,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from pathlib import Path
 
 from trainer import registry
 from trainer.config.settings import Settings
 from trainer.data.contracts.intake import fingerprint_path
 from trainer.data.snapshot import DatasetSnapshot
+from trainer.errors import SettingsError
+from trainer.fingerprint import folder_fingerprint
 
 log = logging.getLogger("llm_trainer.unchanged")
 
@@ -68,11 +73,28 @@ NOT_TRAINING = frozenset(
 
 
 def training_hash(settings: Settings) -> str:
-    """A short hash of the settings that change the trained weights (redacted values, as recorded)."""
+    """A short hash of what changes the trained weights: the settings (redacted values, as recorded)
+    and the content of the folders they name, the base model's and a local trained artifact's."""
     params = {k: v for k, v in registry.settings_params(settings).items() if k not in NOT_TRAINING}
     if settings.eval_data_path is not None:  # its rows are left out of training: its content counts too
         params["eval_data_fingerprint"] = fingerprint_path(settings.eval_data_path)
+    params["base_model_content"] = _base_model_content(settings)
+    artifact = settings.trained_artifact
+    if artifact and "://" not in str(artifact) and not str(artifact).startswith("models:") and Path(artifact).exists():
+        params["trained_artifact_content"] = folder_fingerprint(Path(artifact))
     return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _base_model_content(settings: Settings) -> str:
+    """The base model folder's content (config, tokenizer, chat template, weights' manifest): the folder
+    the tokenizer loads from, which is the whole model for a local folder, the tiny model or a Hugging
+    Face cache snapshot. A hub model not on this machine counts by its id (it is fetched at train time)."""
+    from trainer.model.assets import resolve_tokenizer_dir
+
+    try:
+        return folder_fingerprint(resolve_tokenizer_dir(settings))
+    except SettingsError:
+        return f"unresolved:{settings.architecture.hub_id}"
 
 
 def unchanged_champion(settings: Settings, dataset: DatasetSnapshot) -> str | None:

@@ -292,13 +292,24 @@ def read_manifest(location: str) -> BackupManifest:
     raise BackupError(f"{location}: no {MANIFEST}; not a backup, or an unfinished one")
 
 
+# What a restore needs to rebuild a model. A manifest without them proves nothing however well its
+# files hash (an empty one verified "0 files" once): verify means "this backup can rebuild a model".
+REQUIRED_FILES = ("adapter/adapter_config.json", "adapter/adapter_model.safetensors")
+
+
 def verify(location: str) -> BackupManifest:
     """Re-read every file of a backup and check size and sha256 against the manifest; BackupError
-    naming every missing or changed file when the backup is incomplete."""
+    naming every missing or changed file when the backup is incomplete, or when its manifest lacks
+    the files a restore needs (REQUIRED_FILES)."""
     import fsspec
 
     fs, root = fsspec.core.url_to_fs(location)
     manifest = read_manifest(location)
+    absent = [name for name in REQUIRED_FILES if name not in manifest.files]
+    if absent:
+        raise BackupError(
+            f"{location}: {MANIFEST} lists no {' and no '.join(absent)}; not a backup a model can be restored from"
+        )
     problems = _problems(fs, root.rstrip("/"), manifest, location)
     if problems:
         raise BackupError(f"{location}: incomplete backup, {problems}")

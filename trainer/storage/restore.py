@@ -6,7 +6,9 @@
    data, so nothing is read from outside the backup or written outside the destination.
 2. Copy the files to `<destination>/files/` and check each copy's hash again.
 3. Rebuild `<destination>/model/`: the same MLflow pyfunc model the registry holds (adapter and
-   tokenizer, base reference, and the base weights when the backup carries them), so
+   tokenizer, base reference, and the base weights when the backup carries them; otherwise the base
+   the user names with `--base-model`, or the hub model the backup names: a local path recorded in
+   the backup is never followed), so
    `mlflow.pyfunc.load_model("<destination>/model")` answers prompts on any machine.
 4. With `register`, log it again to the tracking server and register it (tags from the manifest,
    plus `restored_from`); restoring the same backup twice registers it once.
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,20 +88,37 @@ def fetch(location: str, manifest: BackupManifest, files_dir: Path) -> Path:
     return files_dir
 
 
-def base_for(files_dir: Path) -> tuple[Path | None, dict]:
-    """The base weights to serve the adapter on: the ones in the backup, else the recorded path."""
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def base_for(files_dir: Path, base_model: Path | None = None) -> tuple[Path | None, dict]:
+    """The base weights to serve the adapter on: the ones inside the backup, else the base model the
+    user named (`--base-model`), else the hub model the backup names (loaded by its id from the Hugging
+    Face cache or hub, as any base is). A local path recorded inside the backup is data, not an
+    instruction: a restore never follows it out of the backup."""
     reference_file = files_dir / "model" / "base_reference.json"
-    reference = json.loads(reference_file.read_text(encoding="utf-8")) if reference_file.is_file() else {}
+    reference: dict = {}
+    if reference_file.is_file():
+        try:
+            reference = json.loads(reference_file.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            raise BackupError("model/base_reference.json in the backup is not valid JSON") from None
+        if not isinstance(reference, dict):
+            raise BackupError("model/base_reference.json in the backup is not a JSON object")
     if (files_dir / "base_model" / "config.json").is_file():
         return files_dir / "base_model", reference
-    recorded = reference.get("path")
-    if recorded and (Path(recorded) / "config.json").is_file():
-        return Path(recorded), reference
-    if reference.get("hub_id"):
+    if base_model is not None:
+        if not (Path(base_model) / "config.json").is_file():
+            raise BackupError(f"--base-model {base_model}: no config.json there; not a model folder")
+        return Path(base_model), reference
+    hub_id = reference.get("hub_id")
+    if isinstance(hub_id, str) and HUB_ID.match(hub_id):
         return None, reference  # served from the Hugging Face cache / hub by its id
+    recorded = reference.get("path")
     raise BackupError(
-        f"the backup holds no base model weights and its base ({recorded or 'not recorded'}) is not on this machine; "
-        "put the base model there or back up with a base small enough to embed"
+        "the backup holds no base model weights and names no hub model; its base was a local folder "
+        f"({recorded if isinstance(recorded, str) else 'not recorded'}), which a restore does not follow from a "
+        "file inside the backup: pass --base-model PATH to rebuild it on a base model of your choosing"
     )
 
 
@@ -108,6 +128,7 @@ def restore(
     register: bool = False,
     name: str | None = None,
     experiment_name: str = "llm-trainer",
+    base_model: Path | None = None,
 ) -> RestoredModel:
     from trainer import registry
 
@@ -118,7 +139,7 @@ def restore(
     adapter_dir = files_dir / "adapter"
     if not (adapter_dir / "adapter_config.json").is_file():
         raise BackupError(f"{location}: no adapter/ in this backup; nothing to restore a model from")
-    base_dir, reference = base_for(files_dir)
+    base_dir, reference = base_for(files_dir, base_model)
     model_dir = destination / "model"
     if model_dir.exists():
         shutil.rmtree(model_dir)

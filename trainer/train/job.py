@@ -14,8 +14,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from trainer.config.loading import build_settings
 from trainer.config.settings import Settings
 from trainer.data.formats import Example
@@ -108,7 +106,10 @@ class TrainResult:
 
 def spec_settings(spec_path: Path) -> Settings:
     """The settings a launch spec carries (validated again, as every process and node reads them)."""
-    return build_settings(yaml.safe_load(json.loads(Path(spec_path).read_text(encoding="utf-8"))["settings_yaml"]))
+    from trainer.config.yaml_reader import load_yaml
+
+    text = json.loads(Path(spec_path).read_text(encoding="utf-8"))["settings_yaml"]
+    return build_settings(load_yaml(text, f"{spec_path}: settings_yaml"))
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
