@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.housekeeping import register_for_cleanup
+from tests.housekeeping import SETUP_TIMES, register_for_cleanup
 
 pytest_plugins = ("tests.housekeeping",)
 
@@ -39,7 +39,6 @@ Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_DATA = REPO / "examples" / "data" / "customer-support" / "chat"
-_SETUP_TIMES = pytest.StashKey[dict]()
 
 
 # --- built once per session, before the first timed test ------------------------------------------
@@ -81,7 +80,7 @@ def pytest_collection_finish(session):
             _SESSION_ASSETS[name] = build()
         except Exception as exc:  # any failure ends the session with its reason, once
             pytest.exit(f"session set-up failed: {name}: {type(exc).__name__}: {exc}", returncode=1)
-        session.config.stash.setdefault(_SETUP_TIMES, {})[name] = time.monotonic() - started
+        session.config.stash.setdefault(SETUP_TIMES, {})[name] = time.monotonic() - started
 
 
 def _session_asset(name: str):

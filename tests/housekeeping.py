@@ -17,12 +17,14 @@ import contextlib
 import ctypes
 import os
 import shutil
+import signal
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
 
 PR_SET_CHILD_SUBREAPER = 36
+SETUP_TIMES = pytest.StashKey[dict]()  # name -> seconds of the session set-up (tests/conftest.py)
 _tier_seconds: dict[str, float] = defaultdict(float)
 _killed: list[str] = []
 _cleanup: list[Path] = []
@@ -36,6 +38,16 @@ def register_for_cleanup(path: Path) -> None:
 def pytest_configure(config):
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    # SIGTERM (a CI runner giving up, `kill`) ends the session like Ctrl-C: pytest then tears the
+    # fixtures down and the sweep below runs. Python's default would end the process on the spot and
+    # leave every server the session started running.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
+
+
+def _interrupt(signum, frame) -> None:
+    signal.signal(signum, signal.SIG_IGN)  # once: the teardown itself must not be cut short
+    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
 
 def pytest_runtest_logreport(report):
@@ -99,9 +111,7 @@ def pytest_sessionfinish(session, exitstatus):
 
 @pytest.hookimpl(trylast=True)  # after the durations table, just above pytest's last line
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    from tests.conftest import _SETUP_TIMES
-
-    setup = config.stash.get(_SETUP_TIMES, {})
+    setup = config.stash.get(SETUP_TIMES, {})
     tiers = ", ".join(f"{tier} {seconds:.0f} s" for tier, seconds in sorted(_tier_seconds.items()))
     built = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in setup.items()) or "nothing"
     terminalreporter.write_line(f"time by tier: {tiers}; session set-up (outside timeouts): {built}")
