@@ -112,7 +112,7 @@ def pytest_sessionfinish(session, exitstatus):
 @pytest.hookimpl(trylast=True)  # after the durations table, just above pytest's last line
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     setup = config.stash.get(SETUP_TIMES, {})
-    tiers = ", ".join(f"{tier} {seconds:.0f} s" for tier, seconds in sorted(_tier_seconds.items()))
+    tiers = ", ".join(f"{tier} {seconds:.0f} s" for tier, seconds in sorted(_tier_seconds.items())) or "no test ran"
     built = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in setup.items()) or "nothing"
     terminalreporter.write_line(f"time by tier: {tiers}; session set-up (outside timeouts): {built}")
     for path in _kept:

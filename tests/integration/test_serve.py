@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
@@ -100,6 +101,16 @@ def test_serve_answers_over_rest_and_a_signal_leaves_no_process(registered, stop
         assert isinstance(answer["predictions"][0], str) and answer["predictions"][0].strip()
         frame = _post(port, {"dataframe_records": [{"prompt": "Where is my parcel?"}, {"prompt": "Refund please"}]})
         assert len(frame["predictions"]) == 2 and all(p.strip() for p in frame["predictions"])
+        # Bounded work per request: past a documented cap, a 400 at once, before any generation.
+        for body, needle in (
+            ({"inputs": ["Where is my parcel?"], "params": {"max_new_tokens": 10**9}}, "from 1 to 2048"),
+            ({"inputs": ["word " * 20_000]}, "at most 8192"),
+        ):
+            started = time.monotonic()
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                _post(port, body)
+            assert refused.value.code == 400 and needle in refused.value.read().decode(), needle
+            assert time.monotonic() - started < 30
     finally:
         os.kill(cli.pid, stop)
         out, err = cli.communicate(timeout=120)

@@ -137,3 +137,24 @@ def test_the_row_key_is_the_same_canonical_hash_as_before():
         canonical = json.dumps(value, sort_keys=True, ensure_ascii=False)
         assert Row("f", 1, b"", record=value).key == hashlib.sha256(canonical.encode("utf-8")).hexdigest()
     assert Row("f", 1, b"", record=CHAT).key == "6894846e1294c992fdb1d91718591ed88b5a3708061022f71245b5ec3e40d5cd"
+
+
+def test_gzip_is_expanded_within_a_bound_and_every_member_is_read():
+    import gzip
+    import io
+    import time
+
+    from trainer.data.readers import GZIP_FLOOR_BYTES, UnreadableData, gunzip_bounded
+
+    rows = b'{"text": "one"}\n' * 1000
+    assert gunzip_bounded(gzip.compress(rows) + gzip.compress(rows)) == rows + rows  # `cat a.gz b.gz`
+    bomb = io.BytesIO()
+    with gzip.GzipFile(fileobj=bomb, mode="wb") as out:
+        for _ in range(GZIP_FLOOR_BYTES // 2**20 + 16):
+            out.write(bytes(2**20))
+    started = time.monotonic()
+    with pytest.raises(UnreadableData, match=r"expands to more than 64 MiB from 0\.\d MiB \(over 100x"):
+        gunzip_bounded(bomb.getvalue())
+    assert time.monotonic() - started < 10
+    with pytest.raises(UnreadableData, match="truncated"):
+        gunzip_bounded(gzip.compress(rows)[:-12])

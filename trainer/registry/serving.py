@@ -91,15 +91,19 @@ class AdapterChatModel(PythonModel):
     def predict(self, context, model_input, params=None):
         import torch
 
-        params = params or {}
-        max_new_tokens = int(params.get("max_new_tokens", self.default_max_new_tokens))
+        max_new_tokens = checked_max_new_tokens(params, self.default_max_new_tokens)
+        prompts = self._prompts(model_input)
+        if len(prompts) > MAX_PROMPTS:
+            _refuse(f"{len(prompts)} prompts in one request; at most {MAX_PROMPTS}")
         device = next(self.model.parameters()).device
         answers = []
-        for prompt in self._prompts(model_input):
+        for prompt in prompts:
             text = self.tokenizer.apply_chat_template(
                 [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
             )
             inputs = self.tokenizer(text, add_special_tokens=False, return_tensors="pt").to(device)
+            if inputs["input_ids"].shape[1] > MAX_PROMPT_TOKENS:
+                _refuse(f"a prompt of {inputs['input_ids'].shape[1]} tokens; at most {MAX_PROMPT_TOKENS}")
             with torch.no_grad():
                 output = self.model.generate(
                     **inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=self.tokenizer.pad_token_id
@@ -108,6 +112,33 @@ class AdapterChatModel(PythonModel):
                 self.tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True).strip()
             )
         return answers
+
+
+# Every request's work is bounded, so one request can't hold the server for minutes: a request past a
+# bound is answered 400 (MLflow's scoring server maps INVALID_PARAMETER_VALUE to it) before any
+# generation starts. docs/security.md lists these caps.
+MAX_NEW_TOKENS = 2048
+MAX_PROMPT_TOKENS = 8192
+MAX_PROMPTS = 64
+
+
+def _refuse(message: str):
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+    raise MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
+
+
+def checked_max_new_tokens(params, default: int) -> int:
+    """The request's max_new_tokens (else the model's default), an integer within 1..MAX_NEW_TOKENS."""
+    value = (params or {}).get("max_new_tokens", default)
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        _refuse(f"max_new_tokens: expected an integer, got {value!r}")
+    if isinstance(value, float) and value != number or not 1 <= number <= MAX_NEW_TOKENS:
+        _refuse(f"max_new_tokens: {value!r} is not an integer from 1 to {MAX_NEW_TOKENS}")
+    return number
 
 
 mlflow.models.set_model(AdapterChatModel())
