@@ -130,6 +130,18 @@ def _folder_link_out(data: Path) -> None:
     (data / "more").symlink_to(outside, target_is_directory=True)
 
 
+def _hf_state_out(data: Path) -> None:
+    """A `datasets` folder whose state.json names an Arrow file outside the data folder (no link needed)."""
+    import datasets
+
+    outside, inside = data.parent / "outside-hf", data / "hf"
+    datasets.Dataset.from_list([chat("OUTSIDE-SECRET q", "OUTSIDE-SECRET a")]).save_to_disk(str(outside))
+    datasets.Dataset.from_list([chat("q", "a")]).save_to_disk(str(inside))
+    state = json.loads((inside / "state.json").read_text())
+    state["_data_files"][0]["filename"] = str(next(outside.glob("*.arrow")))
+    (inside / "state.json").write_text(json.dumps(state))
+
+
 def _mixed(data: Path) -> None:
     write_jsonl(data / "a.jsonl", [chat("q", "a")])
     write_jsonl(data / "b.jsonl", [{"text": "plain"}])
@@ -155,6 +167,7 @@ def _empty_files(data: Path) -> None:
         (_broken_link, [], "gone.jsonl: unreadable (a broken link)"),
         (_link_out, [], "users.jsonl: a link out of the data folder (to /etc/passwd); links are not followed out of"),
         (_folder_link_out, [], "more: a link out of the data folder (to "),
+        (_hf_state_out, [], "which is not a file inside this folder"),
         (
             _mixed,
             ["--format", "csv"],
@@ -173,6 +186,7 @@ def _empty_files(data: Path) -> None:
         "broken-link",
         "link-out",
         "folder-link-out",
+        "hf-state-out",
         "bad-format",
         "bad-map",
         "bad-map-target",
@@ -189,3 +203,4 @@ def test_unusable_input_exits_two_with_one_line(tmp_path, setup, args, needle):
     assert result.returncode == 2, result.stdout + result.stderr
     assert needle in one_error_line(result)
     assert "root:" not in result.stdout + result.stderr  # no line of /etc/passwd was read out
+    assert "OUTSIDE-SECRET" not in result.stdout + result.stderr

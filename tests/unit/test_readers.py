@@ -158,3 +158,13 @@ def test_gzip_is_expanded_within_a_bound_and_every_member_is_read():
     assert time.monotonic() - started < 10
     with pytest.raises(UnreadableData, match="truncated"):
         gunzip_bounded(gzip.compress(rows)[:-12])
+
+
+def test_an_integer_too_long_for_python_is_an_invalid_row_not_a_crash(tmp_path):
+    huge = "9" * 100_000
+    (tmp_path / "a.jsonl").write_text(f'{{"text": "a", "n": {huge}}}\n{{"text": "b"}}\n')
+    (tmp_path / "b.json").write_text(f'[{{"text": "a", "n": {huge}}}]')
+    lines = read_rows(tmp_path / "a.jsonl", tmp_path)
+    assert lines[0].error.startswith("invalid_json: Exceeds the limit (4300 digits)") and lines[1].error is None
+    (array,) = read_rows(tmp_path / "b.json", tmp_path)
+    assert array.error.startswith("invalid_json: Exceeds the limit (4300 digits)")

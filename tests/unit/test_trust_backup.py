@@ -246,3 +246,61 @@ def test_restore_never_replaces_a_folder_it_did_not_write(good_backup, tmp_path)
     (home / "files" / RESTORE_MARKER).write_text("")
     (home / "files" / "partial.bin").write_bytes(b"x")
     clear_previous_restore(home)
+
+
+def _fifo_for_an_empty_file(copy: Path) -> None:
+    (copy / "adapter" / "empty.txt").write_text("")
+    _tamper(copy, "adapter/empty.txt", copy / "adapter" / "empty.txt")
+    (copy / "adapter" / "empty.txt").unlink()
+    os.mkfifo(copy / "adapter" / "empty.txt")  # size 0 like the listed file: reading it would block forever
+
+
+def _manifest_is(kind: str):
+    def tamper(copy: Path) -> None:
+        (copy / MANIFEST).unlink()
+        os.mkfifo(copy / MANIFEST) if kind == "fifo" else (copy / MANIFEST).mkdir()
+
+    return tamper
+
+
+def _deep_manifest(copy: Path) -> None:
+    text = (copy / MANIFEST).read_text()
+    (copy / MANIFEST).write_text(text[:-1] + ', "deep": ' + "[" * 200_000 + "]" * 200_000 + "}")
+
+
+def _entry_is_a_folder(copy: Path) -> None:
+    manifest = json.loads((copy / MANIFEST).read_text())
+    manifest["files"]["adapter"] = {"sha256": "0" * 64, "bytes": 4096}
+    (copy / MANIFEST).write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize(
+    "tamper, needle",
+    [
+        (_fifo_for_an_empty_file, "adapter/empty.txt (not a regular file)"),
+        (_manifest_is("fifo"), "MANIFEST.json is not a regular file"),
+        (_manifest_is("dir"), "MANIFEST.json is not a regular file"),
+        (_deep_manifest, "MANIFEST.json is not valid JSON"),
+        (_entry_is_a_folder, "adapter (not a regular file)"),
+    ],
+    ids=["fifo-entry", "fifo-manifest", "dir-manifest", "deep-manifest", "folder-entry"],
+)
+def test_a_hostile_backup_is_one_line_never_a_hang_or_a_traceback(good_backup, tmp_path, tamper, needle):
+    import shutil
+    import time
+
+    copy = tmp_path / "copy"
+    shutil.copytree(good_backup, copy)
+    tamper(copy)
+    for command in (["verify", str(copy)], ["restore", str(copy), "--to", str(tmp_path / "out")]):
+        started = time.monotonic()
+        result = _cli(*command)
+        assert time.monotonic() - started < 30
+        _one_error_line(result, needle)
+
+
+def test_restore_to_a_file_is_one_line(good_backup, tmp_path):
+    target = tmp_path / "a-file"
+    target.write_text("mine")
+    _one_error_line(_cli("restore", str(good_backup), "--to", str(target)), "not a folder; choose an empty destination")
+    assert target.read_text() == "mine"

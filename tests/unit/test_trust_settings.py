@@ -137,8 +137,10 @@ def _laughs(levels: int) -> str:
         (b"element_name: caf\xe9\n", "not UTF-8 text (byte 17)"),
         (b"element_name: x\n" + b"# padding\n" * 120_000, "larger than 1 MiB"),
         (b"- a list\n- not a mapping\n", "expected a mapping of setting: value, got list"),
+        (b"1: 2\n", "1 is not a setting name"),
+        (b"max_steps: " + b"9" * 5000 + b"\n", "Exceeds the limit (4300 digits)"),
     ],
-    ids=["alias-bomb", "deep", "duplicate-key", "latin-1", "huge", "not-a-mapping"],
+    ids=["alias-bomb", "deep", "duplicate-key", "latin-1", "huge", "not-a-mapping", "int-key", "huge-int"],
 )
 def test_a_hostile_config_file_is_one_line_in_bounded_time(tmp_path, content, needle):
     import time
@@ -154,7 +156,16 @@ def test_a_hostile_config_file_is_one_line_in_bounded_time(tmp_path, content, ne
     assert "Traceback" not in result.stdout + result.stderr
 
 
-def test_a_set_flag_is_read_within_the_same_bounds():
-    result = invoke("run", "--set", "lora_target_modules=" + "[" * 5000 + "]" * 5000)
+@pytest.mark.parametrize(
+    "assignment, needle",
+    [
+        ("lora_target_modules=" + "[" * 5000 + "]" * 5000, "nested too deeply"),
+        ("max_steps=" + "9" * 5000, "Exceeds the limit (4300 digits)"),
+        ("element_name=caf\udce9", "not UTF-8 text"),  # a non-UTF-8 byte in argv (surrogate-escaped)
+    ],
+    ids=["deep", "huge-int", "latin-1"],
+)
+def test_a_set_flag_is_read_within_the_same_bounds(assignment, needle):
+    result = invoke("run", "--set", assignment)
     lines = result.stderr.strip().splitlines()
-    assert result.returncode == 2 and len(lines) == 1 and "nested too deeply" in lines[0], result.stderr[-2000:]
+    assert result.returncode == 2 and len(lines) == 1 and needle in lines[0], result.stderr[-2000:]

@@ -50,6 +50,9 @@ def read_yaml_file(path: Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise SettingsError(f"--config {path}: expected a mapping of setting: value, got {type(data).__name__}")
+    odd = [key for key in data if not isinstance(key, str)]
+    if odd:
+        raise SettingsError(f"--config {path}: {odd[0]!r} is not a setting name (names are text)")
     return data
 
 

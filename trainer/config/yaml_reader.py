@@ -47,7 +47,11 @@ def load_yaml(text: str | bytes, where: str) -> Any:
             text = text.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise SettingsError(f"{where}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
-    if len(text.encode("utf-8")) > MAX_BYTES:
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError as exc:  # a command-line argument with bytes that are not UTF-8
+        raise SettingsError(f"{where}: not UTF-8 text (character {exc.start + 1})") from None
+    if size > MAX_BYTES:
         raise SettingsError(f"{where}: larger than {MAX_BYTES // 2**20} MiB; a settings file is a few KB")
     try:
         data = yaml.load(text, Loader=_BoundedLoader)  # a SafeLoader subclass: plain types only
@@ -55,6 +59,8 @@ def load_yaml(text: str | bytes, where: str) -> Any:
         raise SettingsError(f"{where} {exc}") from None
     except RecursionError:
         raise SettingsError(f"{where}: nested too deeply (more than {MAX_DEPTH} levels)") from None
+    except ValueError as exc:  # an integer of more than 4,300 digits: Python's bound on int(text)
+        raise SettingsError(f"{where}: {str(exc).splitlines()[0]}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark is not None else ""

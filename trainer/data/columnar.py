@@ -51,6 +51,24 @@ def parse_parquet(data: bytes, display: str, column_mapping: Mapping[str, str] |
     return table_rows(table.to_pylist(), display, column_mapping)
 
 
+def check_state_files(folder: Path) -> None:
+    """`load_from_disk` opens the files `state.json` names, wherever they are: a folder from elsewhere
+    could name an Arrow file outside it (absolute, or `../`) and its rows would be read as this folder's.
+    Only plain names of files inside the folder are accepted (what `save_to_disk` writes)."""
+    import json
+
+    try:
+        state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
+        names = [entry["filename"] for entry in state["_data_files"]]
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        raise ColumnarError("a Hugging Face datasets folder whose state.json can't be read") from None
+    for name in names:
+        if not isinstance(name, str) or not name or "/" in name or "\\" in name or name in (".", ".."):
+            raise ColumnarError(f"state.json names the data file {name!r}, which is not a file inside this folder")
+        if not (folder / name).is_file() or (folder / name).is_symlink():
+            raise ColumnarError(f"state.json names the data file {name!r}, which is not a plain file in this folder")
+
+
 def read_hf_folder(folder: Path, display: str, column_mapping: Mapping[str, str] | None = None) -> list[Row]:
     """The rows of a `save_to_disk` folder, as stored (images and audio stay undecoded dicts)."""
     try:
@@ -58,6 +76,7 @@ def read_hf_folder(folder: Path, display: str, column_mapping: Mapping[str, str]
     except ImportError:  # pragma: no cover - a dependency of the project
         raise ColumnarError("a Hugging Face datasets folder, but the `datasets` package is not installed") from None
     datasets.disable_progress_bars()
+    check_state_files(folder)
     try:
         dataset = datasets.load_from_disk(str(folder))
     except Exception as exc:

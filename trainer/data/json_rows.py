@@ -67,6 +67,9 @@ def _parse_array(data: bytes, display: str, column_mapping: Mapping[str, str] | 
         except RecursionError:
             rows.append(_rest(text, pos, line, "nested too deeply", display))
             return rows
+        except ValueError as exc:  # an integer of more than 4,300 digits: Python's bound on int(text)
+            rows.append(_rest(text, pos, line, str(exc).splitlines()[0], display))
+            return rows
         rows.append(_record(text[pos:end], value, display, line, strict, column_mapping))
         pos = _WHITESPACE.match(text, end).end()
         if text.startswith(",", pos):

@@ -115,6 +115,8 @@ def _parse_json_slow(body: bytes) -> tuple[Any, str | None]:
         return None, f"invalid_json: {exc.msg} at column {exc.colno}"
     except RecursionError:
         return None, "invalid_json: nested too deeply"
+    except ValueError as exc:  # an integer of more than 4,300 digits: Python's bound on int(text)
+        return None, f"invalid_json: {str(exc).splitlines()[0]}"
     try:  # json accepts \\ud800-style escapes that encode no character
         json.dumps(value, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:

@@ -250,7 +250,11 @@ def _problems(fs, root: str, manifest: BackupManifest, location: str) -> str:
         if not fs.exists(path):
             missing.append(relative)
             continue
-        size = fs.size(path)
+        info = fs.info(path)
+        if info.get("type") != "file":  # a folder, or a FIFO whose read would block forever
+            changed.append(f"{relative} (not a regular file)")
+            continue
+        size = info.get("size")
         if size != int(entry["bytes"]):
             changed.append(f"{relative} (size {size} != {entry['bytes']})")
             continue
@@ -274,10 +278,17 @@ def read_manifest(location: str) -> BackupManifest:
         path = _join(root, name)
         if fs.exists(path):
             check_no_link(fs, root.rstrip("/"), name, location)
+            info = fs.info(path)
+            if info.get("type") != "file":
+                raise BackupError(f"{location}: {name} is not a regular file; not a backup")
+            if (info.get("size") or 0) > MAX_MANIFEST_BYTES:
+                raise BackupError(
+                    f"{location}: {name} is larger than {MAX_MANIFEST_BYTES // 2**20} MiB; not a manifest we wrote"
+                )
             with fs.open(path, "r") as fh:
                 try:
                     data = json.load(fh)
-                except ValueError:
+                except (ValueError, RecursionError):
                     raise BackupError(f"{location}: {name} is not valid JSON; the backup is incomplete") from None
             if not isinstance(data, dict) or not isinstance(data.get("files"), dict):
                 raise BackupError(f"{location}: {name} lists no files; not a backup manifest")
@@ -292,6 +303,8 @@ def read_manifest(location: str) -> BackupManifest:
     raise BackupError(f"{location}: no {MANIFEST}; not a backup, or an unfinished one")
 
 
+# A manifest lists a few dozen files (a few KB); one this large was not written by a backup.
+MAX_MANIFEST_BYTES = 16 * 2**20
 # What a restore needs to rebuild a model. A manifest without them proves nothing however well its
 # files hash (an empty one verified "0 files" once): verify means "this backup can rebuild a model".
 REQUIRED_FILES = ("adapter/adapter_config.json", "adapter/adapter_model.safetensors")

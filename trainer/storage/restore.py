@@ -50,6 +50,8 @@ RESTORE_MARKER = ".llm-trainer-restore"  # first file of files/: even a half res
 def clear_previous_restore(destination: Path) -> None:
     """Refuse a destination whose `files/` or `model/` is not a previous restore: those two folders are
     replaced, and `--to ~` must never delete a user's own ~/files."""
+    if destination.exists() and not destination.is_dir():
+        raise BackupError(f"--to {destination}: not a folder; choose an empty destination")
     marks = {"files": RESTORE_MARKER, "model": "MLmodel"}
     for name, marker in marks.items():
         folder = destination / name
@@ -101,7 +103,7 @@ def base_for(files_dir: Path, base_model: Path | None = None) -> tuple[Path | No
     if reference_file.is_file():
         try:
             reference = json.loads(reference_file.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise BackupError("model/base_reference.json in the backup is not valid JSON") from None
         if not isinstance(reference, dict):
             raise BackupError("model/base_reference.json in the backup is not a JSON object")
