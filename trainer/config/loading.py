@@ -41,8 +41,10 @@ def parse_set_flags(pairs: list[str]) -> dict[str, Any]:
 
 
 def read_yaml_file(path: Path) -> dict[str, Any]:
-    if not path.is_file():
+    if not path.exists():
         raise SettingsError(f"--config {path}: file not found")
+    if not path.is_file():  # a folder, a FIFO (reading it would block), a device
+        raise SettingsError(f"--config {path}: not a regular file")
     if path.stat().st_size > MAX_BYTES:  # before reading it
         raise SettingsError(f"--config {path}: larger than {MAX_BYTES // 2**20} MiB; a settings file is a few KB")
     data = load_yaml(path.read_bytes(), f"--config {path}")
