@@ -1,4 +1,4 @@
-"""One real stack for the e2e tests: Prefect server, MLflow server (sqlite, local artifacts), the
+"""One real stack for the deployment tests (one module): Prefect server, MLflow server (sqlite, local artifacts), the
 deployments of prefect.yaml and a process worker, started as a user would and stopped by process
 group at the end (the teardown fails if any process is left)."""
 
@@ -20,7 +20,7 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.e2e)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # stopped when its module is done: idle servers cost the later tests CPU
 def stack(tmp_path_factory, tiny_model_dir):
     root = tmp_path_factory.mktemp("e2e-stack")
     # The workers' state folder starts with the tiny model this test session already built (it
@@ -40,12 +40,12 @@ def stack(tmp_path_factory, tiny_model_dir):
             )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def mlflow_api(stack) -> MlflowRest:
     return MlflowRest(stack.mlflow_url)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def prefect_api(stack) -> PrefectRest:
     return PrefectRest(stack.prefect_url)
 
