@@ -1,9 +1,8 @@
 from __future__ import annotations
 
-from prefect import get_run_logger, task
-from prefect.cache_policies import NONE
+from prefect import get_run_logger
 
-from tasks.retry import transient_retries
+from tasks.retry import pipeline_task
 from trainer.config.settings import Settings
 from trainer.data.snapshot import DatasetSnapshot
 from trainer.evaluate.report import EvalReport
@@ -17,7 +16,7 @@ from trainer.train.job import TrainResult
 
 # Transient errors (a flaky object store) are retried; a retry verifies a finished backup of this
 # run instead of copying again, and redoes an unfinished one.
-@task(name="backup", cache_policy=NONE, **transient_retries(5, 30, 120))
+@pipeline_task("backup", 5, 30, 120)
 def backup_artifacts(
     settings: Settings,
     dataset: DatasetSnapshot,

@@ -1,10 +1,9 @@
 from __future__ import annotations
 
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 from prefect.artifacts import create_table_artifact
-from prefect.cache_policies import NONE
 
-from tasks.retry import transient_retries
+from tasks.retry import pipeline_task
 from trainer.config.settings import Settings
 from trainer.data.snapshot import DatasetSnapshot
 from trainer.evaluate.report import EvalReport
@@ -14,7 +13,7 @@ from trainer.stages.evaluate import evaluate_for_run
 from trainer.train.job import TrainResult
 
 
-@task(name="evaluate", cache_policy=NONE, **transient_retries(10))
+@pipeline_task("evaluate", 10)
 def evaluate_adapter(
     settings: Settings, dataset: DatasetSnapshot, assets: ModelAssets, trained: TrainResult
 ) -> EvalReport:

@@ -31,6 +31,13 @@ def _experiment_name(flow_run) -> str:
 
 
 def _end(flow_run, state, status: str) -> None:
+    if _tracking_unavailable(state):  # asking the same dead server again would only wait its budget again
+        log.warning(
+            "The MLflow run of flow run %s stays RUNNING while its server does not answer; the next run "
+            "closes it as KILLED",
+            flow_run.name,
+        )
+        return
     reason = f"Prefect flow run {flow_run.name} {state.name}: {state.message or ''}".strip()
     try:
         run_id = registry.end_run_by_key(_experiment_name(flow_run), str(flow_run.id), status, reason)
@@ -39,6 +46,15 @@ def _end(flow_run, state, status: str) -> None:
         return
     if run_id:
         log.info("MLflow run %s ended %s (%s)", run_id, status, state.name)
+
+
+def _tracking_unavailable(state) -> bool:
+    from trainer.errors import TrackingUnavailableError
+
+    try:
+        return isinstance(state.result(raise_on_failure=False), TrackingUnavailableError)
+    except Exception:  # a result that can't be read back says nothing about the server
+        return False
 
 
 def end_run_failed(flow, flow_run, state) -> None:

@@ -1,10 +1,9 @@
 from __future__ import annotations
 
-from prefect import get_run_logger, task
-from prefect.cache_policies import NONE
+from prefect import get_run_logger
 
 from tasks.register import registry_lock
-from tasks.retry import transient_retries
+from tasks.retry import pipeline_task
 from trainer.data.snapshot import DatasetSnapshot
 from trainer.stages.promote import promote_for_run
 from trainer.stages.register import RegisteredModel
@@ -13,7 +12,7 @@ from trainer.storage.backup import BackupManifest
 
 # After the backup is verified, never before: a champion always has a backup. Under the same
 # per-model lock as registration; idempotent (a retry after the alias moved only records it).
-@task(name="promote", cache_policy=NONE, **transient_retries(5, 30))
+@pipeline_task("promote", 5, 30)
 def promote_model(dataset: DatasetSnapshot, registered: RegisteredModel, manifest: BackupManifest) -> RegisteredModel:
     """Move `champion` to the new version when the promotion decision recorded at registration says so."""
     with registry_lock(registered.name):

@@ -5,10 +5,9 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from prefect import get_run_logger, task
-from prefect.cache_policies import NONE
+from prefect import get_run_logger
 
-from tasks.retry import transient_retries
+from tasks.retry import pipeline_task
 from trainer.config.settings import Settings
 from trainer.data.snapshot import DatasetSnapshot
 from trainer.evaluate.report import EvalReport
@@ -19,7 +18,7 @@ from trainer.train.job import TrainResult
 
 # Idempotent per flow run (see trainer/stages/register.py): a retry converges on one version with
 # one promotion decision.
-@task(name="register", cache_policy=NONE, **transient_retries(5, 30))
+@pipeline_task("register", 5, 30)
 def register_model(
     settings: Settings, dataset: DatasetSnapshot, assets: ModelAssets, trained: TrainResult, report: EvalReport
 ) -> RegisteredModel:

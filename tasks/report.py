@@ -1,10 +1,9 @@
 from __future__ import annotations
 
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NONE
 
-from tasks.retry import transient_retries
+from tasks.retry import pipeline_task
 from trainer.config.settings import Settings
 from trainer.data.snapshot import DatasetSnapshot
 from trainer.evaluate.report import EvalReport
@@ -16,7 +15,7 @@ from trainer.storage.backup import BackupManifest
 from trainer.train.job import TrainResult
 
 
-@task(name="report", cache_policy=NONE, **transient_retries(5))
+@pipeline_task("report", 5)
 def report_run(
     settings: Settings,
     dataset: DatasetSnapshot,

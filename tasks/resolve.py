@@ -1,16 +1,15 @@
 from __future__ import annotations
 
-from prefect import get_run_logger, task
-from prefect.cache_policies import NONE
+from prefect import get_run_logger
 
-from tasks.retry import transient_retries
+from tasks.retry import pipeline_task
 from trainer.config.settings import Settings
 from trainer.model.assets import ModelAssets
 from trainer.stages.resolve import resolve_for_run
 
 
 # A missing or incompatible trained_artifact is a SettingsError: it fails at once, not retried.
-@task(name="resolve", cache_policy=NONE, **transient_retries(5, 30))
+@pipeline_task("resolve", 5, 30)
 def resolve_model_assets(
     settings: Settings, run_id: str, parent_run_id: str | None = None, output_dir: str | None = None
 ) -> ModelAssets:

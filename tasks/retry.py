@@ -11,8 +11,10 @@ the same way again. Retrying a deterministic error only delays the one line that
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import sqlite3
+from collections.abc import Callable
 from typing import Any
 
 from trainer.errors import PipelineError, TransientError
@@ -66,6 +68,34 @@ def retry_transient(task, task_run, state) -> bool:
 def transient_retries(*delays: float) -> dict[str, Any]:
     """`@task(**transient_retries(5, 30))`: retried after each delay, on transient errors only."""
     return {"retries": len(delays), "retry_delay_seconds": list(delays), "retry_condition_fn": retry_transient}
+
+
+def pipeline_task(name: str, *delays: float, **task_options: Any) -> Callable[[Callable], Any]:
+    """`@pipeline_task("train", 10, 60)`: a Prefect task retried by this policy after each delay
+    (Prefect's result caching off unless `task_options` say otherwise), whose MLflow server that did
+    not answer is its one line (TrackingUnavailableError, not retried: the client already waited)."""
+    from prefect import task
+    from prefect.cache_policies import NONE
+
+    from trainer.registry.client import unreachable
+
+    def decorate(fn: Callable) -> Any:
+        @functools.wraps(fn)
+        def explained(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:
+                error = unreachable(exc)
+                if error is None or error is exc:
+                    raise
+                raise error from exc
+
+        options = {**transient_retries(*delays), **task_options}
+        if "cache_key_fn" not in options:
+            options.setdefault("cache_policy", NONE)
+        return task(name=name, **options)(explained)
+
+    return decorate
 
 
 class ExplainedFailureFilter(logging.Filter):

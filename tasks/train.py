@@ -1,9 +1,8 @@
 from __future__ import annotations
 
-from prefect import get_run_logger, task
-from prefect.cache_policies import NONE
+from prefect import get_run_logger
 
-from tasks.retry import transient_retries
+from tasks.retry import pipeline_task
 from trainer.config.settings import Settings
 from trainer.data.snapshot import DatasetSnapshot
 from trainer.model.assets import ModelAssets
@@ -13,7 +12,7 @@ from trainer.train.job import TrainResult
 
 # A retry continues from the latest valid checkpoint in this flow run's output folder (the
 # trainer looks there first), so a crash costs at most save_every_n_iterations steps.
-@task(name="train", cache_policy=NONE, **transient_retries(10, 60))
+@pipeline_task("train", 10, 60)
 def train_adapter(settings: Settings, dataset: DatasetSnapshot, assets: ModelAssets) -> TrainResult:
     logger = get_run_logger()
     result = train_for_run(settings, dataset, assets, log_line=logger.info)

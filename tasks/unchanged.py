@@ -1,10 +1,9 @@
 from __future__ import annotations
 
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NONE
 
-from tasks.retry import transient_retries
+from tasks.retry import pipeline_task
 from trainer import registry
 from trainer.config.settings import Settings
 from trainer.data.snapshot import DatasetSnapshot
@@ -14,7 +13,7 @@ from trainer.stages.unchanged import record_unchanged, unchanged_champion
 
 
 # Only in the flow with skip_if_unchanged. Reads and tags the registry: retried on transient errors.
-@task(name="skip-if-unchanged", cache_policy=NONE, **transient_retries(5))
+@pipeline_task("skip-if-unchanged", 5)
 def skip_if_unchanged(settings: Settings, dataset: DatasetSnapshot) -> PipelineSummary | None:
     """The run's summary when the champion was trained on the same data with the same training
     settings (the MLflow run is then tagged `outcome=unchanged` and finished); None to train."""

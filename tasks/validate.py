@@ -3,12 +3,12 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NONE
 
 from tasks.identity import orchestration_tags, run_identity
 from tasks.lifecycle import close_orphaned_runs
+from tasks.retry import pipeline_task
 from trainer import registry
 from trainer.config.settings import Settings
 from trainer.data.contracts.report import ValidationReport, summary_markdown
@@ -28,7 +28,7 @@ def _key_from_parameters(context, parameters) -> str:
 # reuses the result (set PREFECT_TASKS_REFRESH_CACHE=true to force a fresh check). The flow-run
 # specific half (MLflow run, report files, artifacts, gates) stays in `validate_data`, uncached:
 # a cache hit in a new flow run still gets its own MLflow run and its own report files.
-@task(name="check-data", cache_key_fn=_key_from_parameters, cache_expiration=timedelta(days=7), persist_result=True)
+@pipeline_task("check-data", cache_key_fn=_key_from_parameters, cache_expiration=timedelta(days=7), persist_result=True)
 def check_data(
     settings: Settings, data_path: Path, tokenizer_dir: Path, cache_key: str
 ) -> tuple[ValidationReport, list[Example]]:
@@ -37,7 +37,7 @@ def check_data(
 
 # Not retried: bad data does not get better by trying again. Idempotency comes from the MLflow run
 # being keyed by the flow run; the data check itself is cached in `check_data`.
-@task(name="validate", cache_policy=NONE)
+@pipeline_task("validate")
 def validate_data(settings: Settings) -> DatasetSnapshot:
     logger = get_run_logger()
     data_path = settings.require_training_data()

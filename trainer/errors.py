@@ -67,6 +67,12 @@ class NonFiniteError(PipelineError, ValueError):
     registered as champion."""
 
 
+class TrackingUnavailableError(PipelineError, RuntimeError):
+    """The MLflow tracking server did not answer within the client's wait budget
+    (`trainer/registry/client.py: WAIT_BUDGET`). The client has already waited, so the tasks do not
+    wait again: one line names the server, and what was trained stays on disk."""
+
+
 class TransientError(RuntimeError):
     """A failure that may pass on its own (a crashed worker process, a simulated crash in tests):
     the Prefect task retries it, and the retry resumes from the latest checkpoint."""

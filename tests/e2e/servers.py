@@ -64,8 +64,8 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-def _marked_processes(mark: str) -> list[int]:
-    """PIDs (other than ours) whose environment carries `E2E_MARK_VAR=mark`; zombies don't count."""
+def marked_processes(mark: str, variable: str = E2E_MARK_VAR) -> list[int]:
+    """PIDs (other than ours) whose environment carries `variable=mark`; zombies don't count."""
     import psutil
 
     found = []
@@ -73,7 +73,7 @@ def _marked_processes(mark: str) -> list[int]:
         if p.info["pid"] == os.getpid() or p.info["status"] == psutil.STATUS_ZOMBIE:
             continue
         try:
-            if p.environ().get(E2E_MARK_VAR) == mark:
+            if p.environ().get(variable) == mark:
                 found.append(p.info["pid"])
         except (psutil.Error, OSError):
             continue
@@ -98,6 +98,32 @@ def stop_service(service: Service, grace: float = 15.0) -> None:
             break
     with contextlib.suppress(subprocess.TimeoutExpired):
         service.proc.wait(timeout=5)
+
+
+def start_mlflow_server(root: Path, port: int | None = None, timeout: float = 180.0) -> tuple[Service, int]:
+    """A lone `mlflow server` (sqlite store and artifacts under `root`, kept across restarts on the
+    same `root`) on 127.0.0.1, in its own session; returns once /health answers."""
+    (root / "artifacts").mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    log = root / "server.log"
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
+    command = [
+        str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination", str(root / "artifacts"),
+    ]  # fmt: skip
+    with log.open("ab") as handle:
+        proc = subprocess.Popen(command, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+    service = Service("mlflow-server", proc, log)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+            return service, port
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                stop_service(service)
+                raise RuntimeError(f"mlflow server did not start: {service.tail()}") from None
+            time.sleep(0.5)
 
 
 @dataclass
@@ -255,12 +281,12 @@ class Stack:
         """Stop every service (newest first), then anything else still carrying this stack's mark."""
         for service in reversed(self.services):
             stop_service(service)
-        self.leftovers_killed = _marked_processes(self.mark)
+        self.leftovers_killed = marked_processes(self.mark)
         for pid in self.leftovers_killed:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         time.sleep(0.5 if self.leftovers_killed else 0)
-        survivors = _marked_processes(self.mark)
+        survivors = marked_processes(self.mark)
         alive = [s.name for s in self.services if _group_alive(s.proc.pid)]
         if survivors or alive:
             raise RuntimeError(f"processes left behind: groups {alive}, pids {survivors}")

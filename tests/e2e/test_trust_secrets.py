@@ -15,13 +15,11 @@ import os
 import shutil
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.servers import BIN, Service, free_port, stop_service
+from tests.e2e.servers import start_mlflow_server, stop_service
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -38,27 +36,8 @@ URL_PASSWORD = "urlSENTINEL8d1e4b"
 @pytest.fixture
 def mlflow_server(tmp_path):
     root = tmp_path / "mlflow-server"
-    (root / "artifacts").mkdir(parents=True)
-    port = free_port()
-    log = root / "server.log"
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
-    command = [
-        str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-        "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination", str(root / "artifacts"),
-    ]  # fmt: skip
-    with log.open("ab") as handle:
-        proc = subprocess.Popen(command, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
-    service = Service("mlflow-server", proc, log)
+    service, port = start_mlflow_server(root)
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"mlflow server did not start: {service.tail()}") from None
-                time.sleep(0.5)
         yield root, port
     finally:
         stop_service(service)

@@ -11,8 +11,10 @@ import logging
 import os
 import subprocess
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from trainer.config import state
+from trainer.errors import TrackingUnavailableError
 from trainer.redact import redact
 
 log = logging.getLogger("llm_trainer.registry")
@@ -21,6 +23,19 @@ log = logging.getLogger("llm_trainer.registry")
 _READY: set[str] = set()
 # Database schemes for which MLflow's default artifact root is ./mlruns of the current directory.
 _DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
+
+
+# How long one call waits for a tracking server that does not answer; set for MLflow's client once,
+# the user's own MLFLOW_HTTP_REQUEST_* values win. urllib3 retries 4 times after backoffs of 0, 4, 8
+# and 16 s (+ up to 1 s jitter each): a server that refuses connections (it died) costs ~30 s, one
+# that accepts and never answers 5 x 20 s + 28 s ~ 2 min. MLflow's own default is 7 retries of up to
+# 120 s each, ~4 min per call, and each task retried that again: a dead server held a run for 10+ min.
+WAIT_BUDGET = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "4",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+}
 
 
 def registry_uri() -> str:
@@ -33,6 +48,8 @@ def mlflow_module():
     # MLflow prints "View run ... at: <tracking URI>" when a run ends, credentials of the URI
     # included; our own summary prints the (redacted) location instead.
     os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
+    for name, value in WAIT_BUDGET.items():
+        os.environ.setdefault(name, value)
     mlflow.set_tracking_uri(state.tracking_uri())
     mlflow.set_registry_uri(registry_uri())
     _create_store_once(state.tracking_uri())
@@ -104,6 +121,47 @@ def ensure_experiment(name: str) -> str:
     where = c.get_experiment(experiment_id).artifact_location
     log.info("Created MLflow experiment %s; its artifacts go to %s", name, redact(where))
     return experiment_id
+
+
+def unreachable(exc: BaseException) -> TrackingUnavailableError | None:
+    """The one-line error for a failure that says the tracking (or registry) server did not answer
+    at all, after the client's retries; None for anything else (an answer, even an error, is not
+    this). MLflow raises those as `API request to URL failed with ...` (a refused or reset
+    connection, a timeout, too many 5xx answers); a wrapped one is found through the chain."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, TrackingUnavailableError):
+            return current
+        message = str(current)
+        if type(current).__name__ == "MlflowException" and message.startswith("API request to "):
+            url = urlsplit(message[len("API request to ") :].split(" ", 1)[0])
+            server = redact(f"{url.scheme}://{url.netloc}")
+            reason = _short_reason(message)
+            return TrackingUnavailableError(
+                f"the MLflow server did not answer at {server} ({reason}, after the client's retries: "
+                "MLFLOW_HTTP_REQUEST_* variables); start it again or point MLFLOW_TRACKING_URI at one that runs, "
+                "and run again"
+            )
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _short_reason(message: str) -> str:
+    lowered = message.lower()
+    for words, reason in (
+        ("connection refused", "connection refused"),
+        ("timeout", "timed out"),
+        ("timed out", "timed out"),
+        ("error responses", "error answers"),
+        ("name or service not known", "unknown host"),
+        ("connection reset", "connection reset"),
+        ("remotedisconnected", "connection closed"),
+    ):
+        if words in lowered:
+            return reason
+    return "no answer"
 
 
 def git_commit() -> str:

@@ -9,7 +9,6 @@ group of its own so that stopping it stops its children too (MLflow forks bash, 
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from pathlib import Path
 
 from trainer.config import state
 from trainer.errors import SettingsError
+from trainer.processes import stop_group
 from trainer.redact import redact
 from trainer.registry.versions import get_alias_version, model_version
 
@@ -94,22 +94,4 @@ def wait_until_ready(process: subprocess.Popen, host: str, port: int, timeout: f
 
 def stop_server(process: subprocess.Popen, grace_seconds: float = 10) -> None:
     """SIGTERM the server's whole process group, then SIGKILL what is left after `grace_seconds`."""
-    for sig, wait in ((signal.SIGTERM, grace_seconds), (signal.SIGKILL, 5)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            process.wait(timeout=wait)
-        except subprocess.TimeoutExpired:
-            continue
-        if not _group_alive(process.pid):
-            break
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+    stop_group(process, grace_seconds)

@@ -3,7 +3,7 @@
 "Unchanged" means that the champion version's tags match this run: `data_fingerprint` (every data
 file's bytes and name), `contract_version`, and `training_hash`, a hash of the settings that change
 the trained weights and of the content of the folders they name (the base model: config, tokenizer,
-chat template, weights; a local `trained_artifact`: trainer/fingerprint.py), so an edited chat
+chat template, weights; a local `trained_artifact`: trainer/storage/fingerprint.py), so an edited chat
 template at the same path is a change. Left out of that hash (NOT_TRAINING): names, outputs, evaluation, promotion,
 gates and bookkeeping. A setting not listed there counts as one that changes training, so a setting
 added later errs on the side of training again.
@@ -27,7 +27,7 @@ from trainer.config.settings import Settings
 from trainer.data.contracts.intake import fingerprint_path
 from trainer.data.snapshot import DatasetSnapshot
 from trainer.errors import SettingsError
-from trainer.fingerprint import folder_fingerprint
+from trainer.storage.fingerprint import folder_fingerprint
 
 log = logging.getLogger("llm_trainer.unchanged")
 

@@ -42,6 +42,7 @@ from trainer.config import state
 from trainer.config.settings import Settings
 from trainer.errors import DistributedTrainingError, PipelineError, SettingsError
 from trainer.model.runtime import process_rank
+from trainer.processes import stop_group
 from trainer.redact import install_log_redaction, redact
 from trainer.train.job import ERROR, RESULT, TrainJob, TrainResult, write_json_atomic
 from trainer.train.loop import train
@@ -88,6 +89,9 @@ def run_torchrun(
         f"Launching {planned_processes(settings)} training processes "
         f"({settings.num_nodes} node(s) x {settings.num_processes}): {' '.join(command[1:])}"
     )
+    # Its own process group: when this process is interrupted (Ctrl-C, or SIGTERM turned into
+    # KeyboardInterrupt by the CLI) or fails while reading, torchrun and every worker are stopped
+    # with it instead of training on, orphaned, into the output folder a retry then uses.
     with (
         log_path.open("w", encoding="utf-8") as log_file,
         subprocess.Popen(
@@ -98,17 +102,21 @@ def run_torchrun(
             stderr=subprocess.STDOUT,
             text=True,
             bufsize=1,
+            start_new_session=True,
         ) as process,
     ):
-        assert process.stdout is not None
-        for line in process.stdout:
-            line = redact(line)  # a worker's traceback may quote the tracking URI
-            log_file.write(line)
-            line = line.rstrip()
-            if line:
-                tail.append(line)
-                emit(line)
-        code = process.wait()
+        try:
+            assert process.stdout is not None
+            for line in process.stdout:
+                line = redact(line)  # a worker's traceback may quote the tracking URI
+                log_file.write(line)
+                line = line.rstrip()
+                if line:
+                    tail.append(line)
+                    emit(line)
+            code = process.wait()
+        finally:
+            stop_group(process, grace_seconds=15)
     if code != 0:
         _raise_worker_error(spec_path.parent, code, log_path, tail)
 
