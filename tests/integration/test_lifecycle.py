@@ -23,7 +23,7 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
-from tests.cli import invoke
+from tests.cli import invoke, run_process
 from tests.conftest import DEMO_DATA, write_jsonl
 from trainer.config import state
 from trainer.config.loading import load_settings
@@ -328,6 +328,25 @@ def test_backup_restores_without_mlflow_from_a_local_path_and_from_memory(lifecy
 
     artifact = resolve_artifact(str(local.files_dir / "checkpoint"))
     assert artifact.kind == "checkpoint" and artifact.lineage["parent_run_id"] == b.mlflow_run_id
+
+
+def test_a_sigterm_during_restore_leaves_the_previous_restore_as_it_was_and_nothing_half_written(lifecycle, tmp_path):
+    """A real `llm-trainer restore` process gets SIGTERM while it builds the model folder: it exits
+    143, the destination's earlier restore is untouched and loads, and no staging folder is left."""
+    import os
+
+    from tests.faults import inject as faults
+
+    location, destination = lifecycle["b"].backup_location, tmp_path / "restored"
+    assert run_process("restore", location, "--to", destination, timeout=600).returncode == 0
+    before = {p.relative_to(destination): p.read_bytes() for p in destination.rglob("*") if p.is_file()}
+    env = faults.env(dict(os.environ), signal_name="TERM", signal_in="trainer.registry.pyfunc:save_adapter_model")
+    interrupted = run_process("restore", location, "--to", destination, timeout=600, env=env)
+    assert interrupted.returncode == 143, interrupted.stderr[-3000:]
+    assert "Traceback" not in interrupted.stderr
+    after = {p.relative_to(destination): p.read_bytes() for p in destination.rglob("*") if p.is_file()}
+    assert after == before and not list(destination.glob(".restore-staging-*"))
+    _same_model(destination / "model", f"models:/{NAME}/2")
 
 
 def test_a_corrupted_or_incomplete_backup_is_refused(lifecycle, tmp_path):

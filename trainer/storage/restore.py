@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import shutil
 from dataclasses import dataclass, field
@@ -137,20 +138,36 @@ def restore(
     destination = Path(destination).resolve()
     clear_previous_restore(destination)  # before anything is read or written
     manifest = verify(location)
-    files_dir = fetch(location, manifest, destination / "files")
-    adapter_dir = files_dir / "adapter"
-    if not (adapter_dir / "adapter_config.json").is_file():
-        raise BackupError(f"{location}: no adapter/ in this backup; nothing to restore a model from")
-    base_dir, reference = base_for(files_dir, base_model)
-    model_dir = destination / "model"
-    if model_dir.exists():
-        shutil.rmtree(model_dir)
-    bits = reference.get("quantization_bits")
-    max_new_tokens = int(reference.get("max_new_tokens") or 64)
-    registry.save_adapter_model(model_dir, adapter_dir, base_dir, reference.get("hub_id"), bits, max_new_tokens)
+    # Built in a staging folder beside the result and moved into place once whole: an interrupted or
+    # failed restore (SIGTERM, a changed file, a refused base) leaves no files/ or model/ that look
+    # restored, and a previous restore there stays as it was until the new one is complete.
+    for leftover in destination.glob(".restore-staging-*"):  # a killed restore's (SIGKILL runs no finally)
+        shutil.rmtree(leftover, ignore_errors=True)
+    staging = destination / f".restore-staging-{os.getpid()}"
+    try:
+        files_dir = fetch(location, manifest, staging / "files")
+        adapter_dir = files_dir / "adapter"
+        if not (adapter_dir / "adapter_config.json").is_file():
+            raise BackupError(f"{location}: no adapter/ in this backup; nothing to restore a model from")
+        base_dir, reference = base_for(files_dir, base_model)
+        bits = reference.get("quantization_bits")
+        max_new_tokens = int(reference.get("max_new_tokens") or 64)
+        registry.save_adapter_model(
+            staging / "model", adapter_dir, base_dir, reference.get("hub_id"), bits, max_new_tokens
+        )
+        for part in ("model", "files"):  # model/ out first, in last: a half swap has no model/
+            if (destination / part).exists():
+                shutil.rmtree(destination / part)
+        (staging / "files").rename(destination / "files")
+        (staging / "model").rename(destination / "model")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    files_dir, model_dir = destination / "files", destination / "model"
+    if base_dir is not None and staging in base_dir.parents:
+        base_dir = files_dir / base_dir.relative_to(staging / "files")
     restored = RestoredModel(location=location, files_dir=files_dir, model_dir=model_dir, manifest=manifest)
     if register:
-        _register(restored, adapter_dir, base_dir, reference, bits, max_new_tokens, name, experiment_name)
+        _register(restored, files_dir / "adapter", base_dir, reference, bits, max_new_tokens, name, experiment_name)
     return restored
 
 
@@ -184,11 +201,15 @@ def _register(
                 "base_model_architecture": metadata.get("base_model_architecture", ""),
             },
         )
-        version = str(
-            registry.log_adapter_model(
-                run_id, adapter_dir, base_dir, reference.get("hub_id"), bits, max_new_tokens, name
-            ).version
-        )
+        try:
+            version = str(
+                registry.log_adapter_model(
+                    run_id, adapter_dir, base_dir, reference.get("hub_id"), bits, max_new_tokens, name
+                ).version
+            )
+        except BaseException as exc:  # SIGTERM or a failure: the run reads what happened, not RUNNING
+            registry.finish_run(run_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+            raise
         keep = (
             "data_fingerprint",
             "contract_version",
