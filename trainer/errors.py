@@ -35,6 +35,11 @@ class TemplateRenderError(PipelineError, ValueError):
     says to train): that row is quarantined as `template_error` with the template's own message."""
 
 
+class TemplateTimeoutError(PipelineError, ValueError):
+    """The chat template ran past its time bound on one conversation (`trainer/model/templates.py:
+    RENDER_SECONDS`): a template that slow can't prepare a dataset, so the work stops, naming the row."""
+
+
 class BackupError(PipelineError, RuntimeError):
     """A backup is unfinished, incomplete or unusable (a missing or changed file, no manifest)."""
 

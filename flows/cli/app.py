@@ -11,7 +11,55 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Annotated, NoReturn
 
+import click
 import typer
+from typer.core import TyperGroup
+
+
+class OneLineErrors(TyperGroup):
+    """Every command ends with one `error:` line and exit 1 on an error it did not handle itself, never
+    a traceback: a PipelineError says what to fix, an OSError names its file, anything else is a bug
+    whose traceback goes to a file under the state folder, named on the line. One place, so the
+    property holds for every command (tests/integration/test_fuzz_inputs.py)."""
+
+    def invoke(self, ctx: click.Context):
+        from trainer.errors import PipelineError
+
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise  # typer.Exit from fail(), usage errors (exit 2)
+        except PipelineError as exc:
+            fail(str(exc), 1)
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            fail(f"{where}{exc.strerror or exc}", 1)
+        except Exception as exc:
+            fail(
+                f"unexpected {type(exc).__name__}: {_first_line(exc)} (a bug; its traceback: {_keep_traceback(exc)})", 1
+            )
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [""])[0][:500]
+
+
+def _keep_traceback(exc: BaseException) -> str:
+    import time
+    import traceback
+
+    from trainer.config import state
+    from trainer.redact import redact
+
+    try:
+        folder = state.state_dir() / "logs"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"error-{time.strftime('%Y%m%d-%H%M%S')}.txt"
+        path.write_text(redact("".join(traceback.format_exception(exc))), encoding="utf-8")
+        return str(path)
+    except Exception:  # the state folder itself is unusable: say so rather than fail again
+        return "not kept: the state folder is not writable"
+
 
 app = typer.Typer(
     name="llm-trainer",
@@ -19,6 +67,7 @@ app = typer.Typer(
     no_args_is_help=False,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=OneLineErrors,
 )
 
 ConfigOption = Annotated[

@@ -175,3 +175,29 @@ def test_unusable_input_is_one_error_line_and_exit_two(tmp_path, data, args, nee
     assert result.returncode == 2, (result.stdout, result.stderr)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and needle.format(empty=empty) in lines[0], lines
+
+
+def test_a_template_whose_loops_never_end_is_one_line_within_its_bound(root, data, tmp_path):
+    """A model folder's chat template is a program: 10^10 loop iterations would run for hours. `tokens`
+    ends with one line once RENDER_SECONDS pass (checked every half second), for any such template."""
+    import shutil
+    import time
+
+    from trainer.model.templates import RENDER_SECONDS
+
+    folder = tmp_path / "endless"
+    shutil.copytree(template_folder("llama-3.1-8b-instruct", root), folder)
+    (folder / "chat_template.jinja").write_text(
+        "{% for a in range(100000) %}{% for b in range(100000) %}{{ '' }}{% endfor %}{% endfor %}{{ messages }}"
+    )
+    for path in folder.glob("tokenizer_config.json"):  # the template lives in chat_template.jinja only
+        config = json.loads(path.read_text())
+        config.pop("chat_template", None)
+        path.write_text(json.dumps(config))
+    started = time.monotonic()
+    result = tokens(data, "--model", folder)
+    took = time.monotonic() - started
+    assert result.returncode != 0 and took < RENDER_SECONDS + 20, (took, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "did not finish rendering one conversation" in lines[0], result.stderr
+    assert "Traceback" not in result.stdout + result.stderr

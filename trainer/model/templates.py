@@ -31,12 +31,14 @@ import re
 from dataclasses import dataclass
 
 from trainer.config.catalog import architecture_for_template
-from trainer.errors import TemplateRenderError
+from trainer.errors import TemplateRenderError, TemplateTimeoutError
+from trainer.model.deadline import DeadlineExceeded, within
 
 _PLACEHOLDER = "QzqX{}XqzQ"  # survives strip/trim/tojson and never occurs in real text
 _PLACEHOLDER_RE = re.compile(r"QzqX(\d+)XqzQ")
 _PROBE_TOOL = "llm_trainer_probe_tool"
 _CACHE_LIMIT = 20_000  # skeletons kept per process (a dataset has few conversation shapes)
+RENDER_SECONDS = 10.0  # the bound on rendering one conversation; docs/security.md
 
 
 @dataclass(frozen=True)
@@ -93,13 +95,20 @@ def template_facts(tokenizer) -> TemplateFacts:
 
 
 def apply_template(tokenizer, messages: list[dict], tools: list | None = None, generation_prompt: bool = False) -> str:
-    """The template's rendering, or TemplateRenderError carrying the template's own message."""
+    """The template's rendering, or TemplateRenderError carrying the template's own message, or
+    TemplateTimeoutError once it has run RENDER_SECONDS (a template is a program the model folder brings)."""
     from jinja2 import TemplateError  # a transformers dependency, imported with it
 
     try:
-        return tokenizer.apply_chat_template(
-            messages, tools=tools or None, tokenize=False, add_generation_prompt=generation_prompt
-        )
+        with within(RENDER_SECONDS):
+            return tokenizer.apply_chat_template(
+                messages, tools=tools or None, tokenize=False, add_generation_prompt=generation_prompt
+            )
+    except DeadlineExceeded:
+        raise TemplateTimeoutError(
+            f"the chat template did not finish rendering one conversation of {len(messages)} messages in "
+            f"{RENDER_SECONDS:.0f} s (real templates take milliseconds): fix the template, or use another model's"
+        ) from None
     except (TemplateError, TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise TemplateRenderError(f"the chat template can't render this row: {first}") from None
