@@ -81,6 +81,7 @@ def test_serve_answers_over_rest_and_a_signal_leaves_no_process(registered, stop
     cli = subprocess.Popen(
         [CLI, "serve", NAME, "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True,  # like a terminal: Ctrl-C reaches the CLI's own process group only
+        env={**os.environ, "MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT": str(REQUEST_TIMEOUT)},
     )  # fmt: skip
     children: list[psutil.Process] = []
     try:
@@ -111,6 +112,8 @@ def test_serve_answers_over_rest_and_a_signal_leaves_no_process(registered, stop
                 _post(port, body)
             assert refused.value.code == 400 and needle in refused.value.read().decode(), needle
             assert time.monotonic() - started < 30
+        if stop == signal.SIGINT:  # once: a request longer than the server's timeout stops when answered
+            _a_long_request_stops_when_answered(port, children)
     finally:
         os.kill(cli.pid, stop)
         out, err = cli.communicate(timeout=120)
@@ -118,6 +121,27 @@ def test_serve_answers_over_rest_and_a_signal_leaves_no_process(registered, stop
     assert f"Serving {NAME} @champion = version {registered}" in err
     gone, alive = psutil.wait_procs(children, timeout=30)
     assert alive == [], f"left behind: {[p.cmdline() for p in alive]}"
+
+
+REQUEST_TIMEOUT = 12  # the scoring server's, for these tests (60 s by default)
+
+
+def _cpu_seconds(processes: list[psutil.Process]) -> float:
+    return sum(sum(p.cpu_times()[:2]) for p in processes if p.is_running())
+
+
+def _a_long_request_stops_when_answered(port: int, processes: list[psutil.Process]) -> None:
+    """64 prompts of up to 2048 new tokens each take the tiny model minutes: the request is answered
+    (503, naming the budget) within the server's timeout, and then the server is idle, not generating on."""
+    started = time.monotonic()
+    with pytest.raises(urllib.error.HTTPError) as stopped:
+        _post(port, {"inputs": [f"Tell me a long story number {i}" for i in range(64)],
+                     "params": {"max_new_tokens": 2048}})  # fmt: skip
+    assert stopped.value.code == 503 and "time budget" in stopped.value.read().decode()
+    assert time.monotonic() - started < REQUEST_TIMEOUT + 5
+    before = _cpu_seconds(processes)
+    time.sleep(3)
+    assert _cpu_seconds(processes) - before < 0.5, "the server went on working after it answered"
 
 
 def test_serve_names_a_missing_model_in_one_line():

@@ -17,6 +17,8 @@ Artifacts:
 from __future__ import annotations
 
 import json
+import os
+import time
 import warnings
 
 import mlflow
@@ -91,6 +93,7 @@ class AdapterChatModel(PythonModel):
     def predict(self, context, model_input, params=None):
         import torch
 
+        deadline = time.monotonic() + request_seconds()
         max_new_tokens = checked_max_new_tokens(params, self.default_max_new_tokens)
         prompts = self._prompts(model_input)
         if len(prompts) > MAX_PROMPTS:
@@ -106,8 +109,11 @@ class AdapterChatModel(PythonModel):
                 _refuse(f"a prompt of {inputs['input_ids'].shape[1]} tokens; at most {MAX_PROMPT_TOKENS}")
             with torch.no_grad():
                 output = self.model.generate(
-                    **inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=self.tokenizer.pad_token_id
-                )
+                    **inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=self.tokenizer.pad_token_id,
+                    max_time=max(0.0, deadline - time.monotonic()),
+                )  # fmt: skip
+            if time.monotonic() >= deadline:
+                _out_of_time(len(answers), len(prompts))
             answers.append(
                 self.tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True).strip()
             )
@@ -120,6 +126,28 @@ class AdapterChatModel(PythonModel):
 MAX_NEW_TOKENS = 2048
 MAX_PROMPT_TOKENS = 8192
 MAX_PROMPTS = 64
+
+
+def request_seconds() -> float:
+    """How long one request may generate: the scoring server answers 504 after
+    MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT seconds (60 by default) but does not stop the work it
+    started, so generation stops itself 2 s before that (transformers' `max_time`)."""
+    try:
+        timeout = float(os.environ.get("MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT", "60"))
+    except ValueError:
+        timeout = 60.0
+    return max(1.0, timeout - 2.0)
+
+
+def _out_of_time(done: int, total: int):
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import TEMPORARILY_UNAVAILABLE
+
+    raise MlflowException(
+        f"the request ran past its time budget of {request_seconds():.0f} s after {done} of {total} prompts and was "
+        "stopped; send fewer prompts or a smaller max_new_tokens",
+        error_code=TEMPORARILY_UNAVAILABLE,
+    )
 
 
 def _refuse(message: str):
