@@ -11,7 +11,6 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Annotated, NoReturn
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -22,13 +21,13 @@ class OneLineErrors(TyperGroup):
     whose traceback goes to a file under the state folder, named on the line. One place, so the
     property holds for every command (tests/integration/test_fuzz_inputs.py)."""
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx: typer.Context):
         from trainer.errors import PipelineError
 
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
-            raise  # typer.Exit from fail(), usage errors (exit 2)
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise  # fail()'s exit, --help, usage errors (exit 2): typer's own way out
         except PipelineError as exc:
             fail(str(exc), 1)
         except OSError as exc:
