@@ -85,6 +85,16 @@ def parse_csv(data: bytes, display: str, column_mapping: Mapping[str, str] | Non
         raw = _csv_raw(lines, start, end, bom)
         if header is None:  # the first non-blank record
             names = [] if values is None else [(column_mapping or {}).get(h.strip(), h.strip()) for h in values]
+            if any(name in KNOWN_FIELDS for name in names) and not _is_utf8(raw):
+                # Column names are keys of every record: bytes that are not text can't be one.
+                return [
+                    Row(display, s, _csv_raw(lines, s, e, bom), error=(
+                        f"invalid_utf8: the header (line {start}) has bytes that are not UTF-8, so no record can be "
+                        "read by its column names; re-save the file as UTF-8"
+                    ))
+                    for s, e, v, err in records
+                    if v is None or any(x.strip() for x in v)
+                ]  # fmt: skip
             if any(name in KNOWN_FIELDS for name in names):
                 header = names
                 continue

@@ -127,7 +127,8 @@ def local_lineage(path: Path, kind: str) -> dict[str, str]:
                 break
     for manifest in (path.parent / BACKUP_MANIFEST, path.parent.parent / BACKUP_MANIFEST):
         if manifest.is_file():
-            metadata = _read_json(manifest).get("metadata", {})
+            metadata = _read_json(manifest).get("metadata")
+            metadata = metadata if isinstance(metadata, dict) else {}
             if metadata.get("model") and metadata.get("version"):
                 lineage.update(parent_model=str(metadata["model"]), parent_version=str(metadata["version"]))
             if metadata.get("mlflow_run_id") and "parent_run_id" not in lineage:
@@ -142,10 +143,13 @@ def _step(path: Path) -> int:
 
 
 def _read_json(path: Path) -> dict:
+    """A JSON object from a folder that may come from elsewhere; {} for anything else (lineage is a
+    record of where a folder came from, never a reason to stop)."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
         return {}
+    return document if isinstance(document, dict) else {}
 
 
 def recorded_architecture(path: Path) -> str | None:

@@ -34,10 +34,10 @@ import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from trainer.errors import BackupCopyError, BackupEntryError, BackupError, BackupSourceError, BackupSpaceError
-from trainer.layout import BACKUP_MANIFEST
+from trainer.layout import BACKUP_MANIFEST, is_plain_relative
 from trainer.redact import redact, redact_value
 
 log = logging.getLogger("llm_trainer.backup")
@@ -88,21 +88,12 @@ def _is_local(fs) -> bool:
 
 def check_entry(location: str, relative: object) -> str:
     """`relative` if it is a plain path inside the backup; BackupEntryError naming it otherwise."""
-    text = relative if isinstance(relative, str) else ""
-    parts = text.split("/")
-    if (
-        not text
-        or PurePosixPath(text).is_absolute()
-        or any(part in ("", ".", "..") for part in parts)
-        or "\\" in text
-        or "\x00" in text
-        or ":" in parts[0]  # a scheme (file:) or a drive (C:) would point somewhere else
-    ):
+    if not is_plain_relative(relative):
         raise BackupEntryError(
             f"{location}: MANIFEST.json entry {relative!r} is not a path inside the backup (absolute, '..' or "
             "empty parts); refusing to read or write it"
         )
-    return text
+    return str(relative)
 
 
 def check_no_link(fs, root: str, relative: str, location: str) -> None:
@@ -269,6 +260,21 @@ def _problems(fs, root: str, manifest: BackupManifest, location: str) -> str:
     return "; ".join(parts)
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
+    """A JSON object whose keys are unique: with two entries for one file, the first would be verified
+    and the other restored (JSON's last one wins)."""
+    document: dict = {}
+    for key, value in pairs:
+        if key in document:
+            raise _DuplicateKey(repr(key))
+        document[key] = value
+    return document
+
+
 def read_manifest(location: str) -> BackupManifest:
     """The manifest of a backup, not yet verified; BackupError when there is none."""
     import fsspec
@@ -287,19 +293,33 @@ def read_manifest(location: str) -> BackupManifest:
                 )
             with fs.open(path, "r") as fh:
                 try:
-                    data = json.load(fh)
+                    data = json.load(fh, object_pairs_hook=_no_duplicate_keys)
+                except _DuplicateKey as exc:
+                    raise BackupError(f"{location}: {name} names {exc} twice; not a manifest we wrote") from None
                 except (ValueError, RecursionError):
                     raise BackupError(f"{location}: {name} is not valid JSON; the backup is incomplete") from None
             if not isinstance(data, dict) or not isinstance(data.get("files"), dict):
                 raise BackupError(f"{location}: {name} lists no files; not a backup manifest")
             for relative, entry in data["files"].items():
                 check_entry(location, relative)
-                if not isinstance(entry, dict) or "sha256" not in entry or "bytes" not in entry:
-                    raise BackupError(f"{location}: {name} entry {relative!r} has no sha256 and bytes")
-            known = set(BackupManifest.__dataclass_fields__)
-            manifest = BackupManifest(**{k: v for k, v in data.items() if k in known})
-            manifest.location = location  # where it is now, which is where it was read from
-            return manifest
+                if not (
+                    isinstance(entry, dict)
+                    and type(entry.get("bytes")) is int
+                    and entry["bytes"] >= 0
+                    and isinstance(entry.get("sha256"), str)
+                ):
+                    raise BackupError(f"{location}: {name} entry {relative!r} has no sha256 and byte count")
+            for key in ("metadata", "contents"):
+                if not isinstance(data.get(key, {}), dict):
+                    raise BackupError(f"{location}: {name} {key} is not an object; not a manifest we wrote")
+            return BackupManifest(
+                location=location,  # where it is now, which is where it was read from
+                created_at=str(data.get("created_at", "")),
+                files=data["files"],
+                metadata=data.get("metadata", {}),
+                format=data["format"] if type(data.get("format")) is int else 1,
+                contents=data.get("contents", {}),
+            )
     raise BackupError(f"{location}: no {MANIFEST}; not a backup, or an unfinished one")
 
 

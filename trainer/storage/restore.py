@@ -94,6 +94,22 @@ def fetch(location: str, manifest: BackupManifest, files_dir: Path) -> Path:
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
+def _check_reference(reference: dict) -> None:
+    """The values a restore uses from base_reference.json, of the types the pipeline writes."""
+    checks = {
+        "quantization_bits": lambda v: v is None or (type(v) is int and v in (2, 4, 8)),
+        "max_new_tokens": lambda v: v is None or (type(v) is int and 1 <= v <= 2048),
+        "hub_id": lambda v: v is None or isinstance(v, str),
+        "path": lambda v: v is None or isinstance(v, str),
+    }
+    for key, ok in checks.items():
+        if not ok(reference.get(key)):
+            raise BackupError(
+                f"model/base_reference.json in the backup: {key} is {str(reference.get(key))[:60]!r}, not a value "
+                "the pipeline writes"
+            )
+
+
 def base_for(files_dir: Path, base_model: Path | None = None) -> tuple[Path | None, dict]:
     """The base weights to serve the adapter on: the ones inside the backup, else the base model the
     user named (`--base-model`), else the hub model the backup names (loaded by its id from the Hugging
@@ -108,6 +124,7 @@ def base_for(files_dir: Path, base_model: Path | None = None) -> tuple[Path | No
             raise BackupError("model/base_reference.json in the backup is not valid JSON") from None
         if not isinstance(reference, dict):
             raise BackupError("model/base_reference.json in the backup is not a JSON object")
+        _check_reference(reference)
     if (files_dir / "base_model" / "config.json").is_file():
         return files_dir / "base_model", reference
     if base_model is not None:

@@ -19,7 +19,7 @@ import zipfile
 from pathlib import Path
 
 from trainer.errors import CheckpointError
-from trainer.layout import CHECKPOINT_MARKER
+from trainer.layout import CHECKPOINT_MARKER, inside, is_plain_relative
 from trainer.model.runtime import world_size
 
 log = logging.getLogger("llm_trainer.training")
@@ -112,7 +112,7 @@ def _safetensors_problem(path: Path) -> str | None:
         try:
             header = json.loads(fh.read(length))
             end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
-        except (ValueError, KeyError, TypeError, IndexError):
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError):
             return "has an unreadable safetensors header"
     if 8 + length + end != size:
         return f"is truncated: {size} bytes, its header needs {8 + length + end}"
@@ -126,7 +126,7 @@ def _structure_problem(path: Path) -> str | None:
     if path.suffix == ".json":
         try:
             json.loads(path.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             return "is not valid JSON"
     elif path.suffix == ".safetensors":
         return _safetensors_problem(path)
@@ -137,11 +137,39 @@ def _structure_problem(path: Path) -> str | None:
 
 def _recorded_problem(path: Path, entry: dict) -> str | None:
     size = path.stat().st_size
-    if size != int(entry.get("bytes", -1)):
+    if size != entry["bytes"]:
         return f"is {size} bytes, the completion marker records {entry.get('bytes')} (truncated or replaced)"
     if entry.get("sha256") and _sha256(path) != entry["sha256"]:
         return "changed since the checkpoint was written (sha256 differs from the completion marker)"
     return None
+
+
+def _recorded_files(path: Path, marker: Path) -> dict[str, dict]:
+    """The marker's {"files": {name: {"bytes": int, "sha256": str}}}, each name a plain path inside the
+    checkpoint; CheckpointError for anything else (a marker is read back from a folder that may come
+    from elsewhere: a name must never lead out of it, a value never crash the check)."""
+
+    def refused(why: str) -> CheckpointError:
+        return CheckpointError(f"checkpoint {path}: {marker.name} {why}; use an earlier checkpoint")
+
+    try:
+        document = json.loads(marker.read_bytes().decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise refused("is not valid JSON") from None
+    files = document.get("files") if isinstance(document, dict) else None
+    if not isinstance(files, dict):
+        raise refused('has no "files" object')
+    for name, entry in files.items():
+        if not is_plain_relative(name) or not inside(path, name):
+            raise refused(f"names {name!r}, which is not a file inside the checkpoint")
+        if not (
+            isinstance(entry, dict)
+            and type(entry.get("bytes")) is int
+            and entry["bytes"] >= 0
+            and isinstance(entry.get("sha256", ""), str)
+        ):
+            raise refused(f"records {name} as {str(entry)[:80]!r}, not a size and sha256")
+    return files
 
 
 def verify_checkpoint(path: Path) -> None:
@@ -153,12 +181,7 @@ def verify_checkpoint(path: Path) -> None:
             f"checkpoint {path}: no completion marker {CHECKPOINT_MARKER}, so it was never completely written "
             "(a killed save, or not written by llm-trainer); use an earlier checkpoint"
         )
-    try:
-        recorded = json.loads(marker.read_text(encoding="utf-8")).get("files") or {}
-    except (ValueError, UnicodeDecodeError, AttributeError):
-        raise CheckpointError(
-            f"checkpoint {path}: {marker.name} is not valid JSON; use an earlier checkpoint"
-        ) from None
+    recorded = _recorded_files(path, marker)
     required = [name for name in CHECKPOINT_FILES if name != CHECKPOINT_MARKER]
     if not any(path.glob("rng_state*.pth")):
         required.append("rng_state.pth")
