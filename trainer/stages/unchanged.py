@@ -27,6 +27,7 @@ from trainer.config.settings import Settings
 from trainer.data.contracts.intake import fingerprint_path
 from trainer.data.snapshot import DatasetSnapshot
 from trainer.errors import SettingsError
+from trainer.registry.uris import REGISTRY_SCHEMES
 from trainer.storage.fingerprint import folder_fingerprint
 
 log = logging.getLogger("llm_trainer.unchanged")
@@ -80,7 +81,8 @@ def training_hash(settings: Settings) -> str:
         params["eval_data_fingerprint"] = fingerprint_path(settings.eval_data_path)
     params["base_model_content"] = _base_model_content(settings)
     artifact = settings.trained_artifact
-    if artifact and "://" not in str(artifact) and not str(artifact).startswith("models:") and Path(artifact).exists():
+    # Local exactly when resolve_artifact reads it as local (trainer/registry/lineage.py).
+    if artifact and not str(artifact).startswith(REGISTRY_SCHEMES) and Path(artifact).exists():
         params["trained_artifact_content"] = folder_fingerprint(Path(artifact))
     return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
 
