@@ -44,6 +44,7 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _keep_traceback(exc: BaseException) -> str:
+    import os
     import time
     import traceback
 
@@ -53,7 +54,7 @@ def _keep_traceback(exc: BaseException) -> str:
     try:
         folder = state.state_dir() / "logs"
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"error-{time.strftime('%Y%m%d-%H%M%S')}.txt"
+        path = folder / f"error-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{time.monotonic_ns() % 10**6}.txt"
         path.write_text(redact("".join(traceback.format_exception(exc))), encoding="utf-8")
         return str(path)
     except Exception:  # the state folder itself is unusable: say so rather than fail again

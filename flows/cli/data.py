@@ -104,6 +104,11 @@ def validate(
     settings = _settings(format, overlong, maps, max_seq_length, model, (text_windows, text_window_overlap))
     tokenizer = _counting_tokenizer(settings, model) if max_seq_length is not None else None
     quarantine = report.with_suffix(".quarantine.jsonl") if report is not None else None
+    for target in (report, quarantine) if report is not None else ():
+        if target.is_symlink() or (target.exists() and not target.is_file()):
+            fail(
+                f"--report {report}: {target} is a link or not a regular file (a device, a FIFO); name a plain file", 2
+            )
     if (
         report is not None
         and path.is_dir()

@@ -84,7 +84,7 @@ def restore(
         bool, typer.Option("--register", help="Also log and register the restored model in MLflow.")
     ] = False,
     to: Annotated[
-        Path | None, typer.Option("--to", help="Where to rebuild it (default: <state>/restored/<backup name>).")
+        str | None, typer.Option("--to", help="Where to rebuild it (default: <state>/restored/<backup name>).")
     ] = None,
     name: Annotated[
         str | None,
@@ -111,7 +111,9 @@ def restore(
     tail = location.rstrip("/").rsplit("/", 1)[-1]
     if tail in ("", ".", "..") or ":" in tail:  # never a folder above <state>/restored
         tail = "backup"
-    destination = to or state_dir() / "restored" / tail
+    if to is not None and not to.strip():
+        fail("--to: empty; name the folder to restore into (or leave --to out for <state>/restored/<backup>)")
+    destination = Path(to) if to else state_dir() / "restored" / tail
     try:
         restored = restore_backup(location, destination, register=register, name=name, base_model=base_model)
     except PipelineError as exc:

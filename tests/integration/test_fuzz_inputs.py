@@ -193,7 +193,7 @@ def test_settings_files(tmp_path):
             started = time.monotonic()
             _answered(invoke("estimate", "--config", config), started, f"estimate --config {content[:200]!r}")
 
-    _fuzz(mutated(CONFIG), check, 150)
+    _fuzz(mutated(CONFIG), check, 100)
 
 
 @pytest.mark.parametrize("name", ["rows.jsonl", "rows.json", "rows.csv", "rows.jsonl.gz"])
@@ -213,7 +213,7 @@ def test_data_files(name):
             result = invoke("validate", box.target / "data", "--report", box.target / "report.json")
             _answered(result, started, f"validate {name} {content[:200]!r}")
 
-    _fuzz(seeds[name], check, 50)
+    _fuzz(seeds[name], check, 30)
 
 
 @pytest.fixture(scope="module")
@@ -245,7 +245,7 @@ def test_backup_manifests(backup_seed):
             started = time.monotonic()
             _answered(invoke("verify", copy), started, f"verify, MANIFEST.json {content[:200]!r}")
 
-    _fuzz(json_mutated(seed), check, 200)
+    _fuzz(json_mutated(seed), check, 150)
 
 
 def test_backup_base_references_resealed_by_an_attacker(backup_seed):
@@ -268,7 +268,7 @@ def test_backup_base_references_resealed_by_an_attacker(backup_seed):
             result = invoke("restore", copy, "--to", box.target / "restored")
             _answered(result, started, f"restore, base_reference.json {content[:200]!r}")
 
-    _fuzz(json_mutated(seed), check, 100)
+    _fuzz(json_mutated(seed), check, 60)
 
 
 @pytest.fixture(scope="module")
@@ -313,4 +313,4 @@ def test_checkpoint_files(checkpoint_seed, name):
                 assert "\n" not in str(exc), str(exc)
             assert time.monotonic() - started < SECONDS_PER_EXAMPLE
 
-    _fuzz(strategy, check, 150)
+    _fuzz(strategy, check, 100)

@@ -116,6 +116,22 @@ class GuideSettings(BaseModel):
         "file://, memory://). Empty: <state>/backups. `llm-trainer restore` rebuilds a model from it.",
     )
 
+    @field_validator("artifact_backup_save_path")
+    @classmethod
+    def _openable_location(cls, value: str | None) -> str | None:
+        """A URL whose scheme fsspec does not know, or whose package is missing (s3:// without s3fs),
+        is refused here, before training, not by the backup stage after it."""
+        if not value or "://" not in value:
+            return value
+        import fsspec
+
+        protocol = fsspec.core.split_protocol(value)[0] or "file"
+        try:
+            fsspec.get_filesystem_class(protocol)
+        except (ImportError, ValueError) as exc:
+            raise ValueError(f"{protocol}:// can't be written here: {exc}") from None
+        return value
+
     @field_validator("base_model_architecture")
     @classmethod
     def _known_architecture(cls, value: str) -> str:

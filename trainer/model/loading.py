@@ -18,7 +18,12 @@ log = logging.getLogger("llm_trainer.model")
 def load_tokenizer(path: Path, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    from trainer.errors import SettingsError
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except RecursionError:  # a config or tokenizer file nested past Python's limit: not one a model ships
+        raise SettingsError(f"{path}: a config or tokenizer file there is nested too deeply to read") from None
     if tokenizer.pad_token is None:
         # Padding positions are masked out of the loss, so reusing eos is safe.
         tokenizer.pad_token = tokenizer.eos_token

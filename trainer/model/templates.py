@@ -109,7 +109,17 @@ def apply_template(tokenizer, messages: list[dict], tools: list | None = None, g
             f"the chat template did not finish rendering one conversation of {len(messages)} messages in "
             f"{RENDER_SECONDS:.0f} s (real templates take milliseconds): fix the template, or use another model's"
         ) from None
-    except (TemplateError, TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
+    # OverflowError: the sandbox refuses a range past 100,000; RecursionError: a macro calling itself.
+    except (
+        TemplateError,
+        TypeError,
+        ValueError,
+        KeyError,
+        AttributeError,
+        IndexError,
+        OverflowError,
+        RecursionError,
+    ) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise TemplateRenderError(f"the chat template can't render this row: {first}") from None
 

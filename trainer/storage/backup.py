@@ -61,6 +61,19 @@ class BackupManifest:
         return sum(int(f["bytes"]) for f in self.files.values())
 
 
+def open_location(location: str):
+    """fsspec's filesystem and root for a backup location; BackupError naming it when its scheme is
+    unknown, its package is not installed or the URL can't be opened (a `zip::` chain on a non-zip)."""
+    import fsspec
+
+    try:
+        return fsspec.core.url_to_fs(location)
+    except ImportError as exc:
+        raise BackupError(f"{redact(location)}: {exc} (the package for this location is not installed)") from None
+    except Exception as exc:  # fsspec's implementations raise their own kinds (BadZipFile, ...)
+        raise BackupError(f"{redact(location)}: can't open this location ({type(exc).__name__}: {exc})") from None
+
+
 def _sha256(fs, path: str) -> str:
     digest = hashlib.sha256()
     with fs.open(path, "rb") as fh:
@@ -138,9 +151,8 @@ def backup(
     """Copy `sources` (label -> file or folder) to `<destination>/<name>/`, verify every copy, then
     write MANIFEST.json. A finished backup of the same name is verified instead of copied again; on
     any failure the partial copy is removed (nothing that looks like a backup is left)."""
-    import fsspec
 
-    fs, root = fsspec.core.url_to_fs(destination)
+    fs, root = open_location(destination)
     location = _join(destination, name)
     final = _join(root, name)
     if fs.exists(_join(final, MANIFEST)):
@@ -277,9 +289,8 @@ def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
 
 def read_manifest(location: str) -> BackupManifest:
     """The manifest of a backup, not yet verified; BackupError when there is none."""
-    import fsspec
 
-    fs, root = fsspec.core.url_to_fs(location)
+    fs, root = open_location(location)
     for name in (MANIFEST, LEGACY_MANIFEST):
         path = _join(root, name)
         if fs.exists(path):
@@ -334,9 +345,8 @@ def verify(location: str) -> BackupManifest:
     """Re-read every file of a backup and check size and sha256 against the manifest; BackupError
     naming every missing or changed file when the backup is incomplete, or when its manifest lacks
     the files a restore needs (REQUIRED_FILES)."""
-    import fsspec
 
-    fs, root = fsspec.core.url_to_fs(location)
+    fs, root = open_location(location)
     manifest = read_manifest(location)
     absent = [name for name in REQUIRED_FILES if name not in manifest.files]
     if absent:

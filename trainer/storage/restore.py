@@ -29,7 +29,7 @@ from pathlib import Path
 
 from trainer.errors import BackupError
 from trainer.layout import BACKUP_MANIFEST
-from trainer.storage.backup import BackupManifest, check_entry, check_no_link, sha256_file, verify
+from trainer.storage.backup import BackupManifest, check_entry, check_no_link, open_location, sha256_file, verify
 
 log = logging.getLogger("llm_trainer.restore")
 
@@ -67,9 +67,8 @@ def clear_previous_restore(destination: Path) -> None:
 
 def fetch(location: str, manifest: BackupManifest, files_dir: Path) -> Path:
     """Copy every manifest file to `files_dir`, checking each copy against its sha256."""
-    import fsspec
 
-    fs, root = fsspec.core.url_to_fs(location)
+    fs, root = open_location(location)
     root = root.rstrip("/")
     if files_dir.exists():
         shutil.rmtree(files_dir)  # a previous restore's (clear_previous_restore checked)
@@ -92,6 +91,26 @@ def fetch(location: str, manifest: BackupManifest, files_dir: Path) -> Path:
 
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def _check_adapter(location: str, adapter_dir: Path) -> None:
+    """The adapter loads before anything is built or registered from it: a re-sealed backup (its
+    manifest rewritten to match) may carry any bytes, and a registered champion that can't load
+    would stop `serve` and every resume from it."""
+    from trainer.errors import CheckpointError
+    from trainer.train.checkpoints import verify_adapter
+
+    try:
+        config = json.loads((adapter_dir / "adapter_config.json").read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise BackupError(f"{location}: adapter/adapter_config.json is not valid JSON; not restored") from None
+    if not isinstance(config, dict):
+        raise BackupError(f"{location}: adapter/adapter_config.json is not a JSON object; not restored")
+    try:
+        verify_adapter(adapter_dir)
+    except CheckpointError as exc:
+        detail = str(exc).rsplit(": ", 1)[-1]  # the file and what is wrong, without the staging path
+        raise BackupError(f"{location}: the backup's adapter does not load: {detail}; not restored") from None
 
 
 def _check_reference(reference: dict) -> None:
@@ -167,6 +186,7 @@ def restore(
         if not (adapter_dir / "adapter_config.json").is_file():
             raise BackupError(f"{location}: no adapter/ in this backup; nothing to restore a model from")
         base_dir, reference = base_for(files_dir, base_model)
+        _check_adapter(location, adapter_dir)
         bits = reference.get("quantization_bits")
         max_new_tokens = int(reference.get("max_new_tokens") or 64)
         registry.save_adapter_model(
