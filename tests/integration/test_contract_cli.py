@@ -147,6 +147,12 @@ def _mixed(data: Path) -> None:
     write_jsonl(data / "b.jsonl", [{"text": "plain"}])
 
 
+def _report_is_a_link(data: Path) -> None:
+    write_jsonl(data / "ok.jsonl", [chat("q", "a")])
+    (data.parent / "victim.txt").write_text("kept")
+    (data.parent / "report.json").symlink_to(data.parent / "victim.txt")  # the report would overwrite it
+
+
 def _empty_files(data: Path) -> None:
     (data / "a.jsonl").write_text("\n\n")
     (data / "b.csv").write_text("")
@@ -176,6 +182,8 @@ def _empty_files(data: Path) -> None:
         (_mixed, ["--map", "question"], "--map 'question': expected SOURCE=TARGET"),
         (_mixed, ["--map", "question=answer"], "--map question: Input should be"),
         (_mixed, ["--report", "DATA/report.json"], "inside the data folder"),
+        (_report_is_a_link, ["--report", "DATA/../report.json"], "report.json is a link or not a regular file"),
+        (_report_is_a_link, ["--report", "/dev/null"], "/dev/null is a link or not a regular file"),
         (_mixed, ["--max-seq-length", "64", "--model", "gpt-17"], "--model: unknown architecture 'gpt-17'"),
     ],
     ids=[
@@ -191,6 +199,8 @@ def _empty_files(data: Path) -> None:
         "bad-map",
         "bad-map-target",
         "report-in-data",
+        "report-is-a-link",
+        "report-is-a-device",
         "bad-model",
     ],
 )
@@ -204,3 +214,5 @@ def test_unusable_input_exits_two_with_one_line(tmp_path, setup, args, needle):
     assert needle in one_error_line(result)
     assert "root:" not in result.stdout + result.stderr  # no line of /etc/passwd was read out
     assert "OUTSIDE-SECRET" not in result.stdout + result.stderr
+    victim = tmp_path / "victim.txt"
+    assert not victim.exists() or victim.read_text() == "kept"

@@ -201,3 +201,26 @@ def test_a_template_whose_loops_never_end_is_one_line_within_its_bound(root, dat
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "did not finish rendering one conversation" in lines[0], result.stderr
     assert "Traceback" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    "template, needle",
+    [
+        ("{% for a in range(1000000) %}{% endfor %}{{ messages }}", "Range too big"),
+        ("{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}", "the chat template can't render this row"),
+    ],
+    ids=["huge-range", "recursive-macro"],
+)
+def test_a_template_the_sandbox_refuses_is_a_row_error_not_a_traceback(root, data, tmp_path, template, needle):
+    import shutil
+
+    folder = tmp_path / "hostile"
+    shutil.copytree(template_folder("llama-3.1-8b-instruct", root), folder)
+    (folder / "chat_template.jinja").write_text(template)
+    for path in folder.glob("tokenizer_config.json"):
+        config = json.loads(path.read_text())
+        config.pop("chat_template", None)
+        path.write_text(json.dumps(config))
+    result = tokens(data, "--model", folder)
+    assert result.returncode in (1, 2) and "Traceback" not in result.stdout + result.stderr
+    assert needle in result.stdout + result.stderr, (result.stdout[-1500:], result.stderr[-1500:])

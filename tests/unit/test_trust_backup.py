@@ -304,3 +304,44 @@ def test_restore_to_a_file_is_one_line(good_backup, tmp_path):
     target.write_text("mine")
     _one_error_line(_cli("restore", str(good_backup), "--to", str(target)), "not a folder; choose an empty destination")
     assert target.read_text() == "mine"
+
+
+@pytest.mark.parametrize(
+    "location, needle",
+    [
+        ("s3://bucket/backups/run-1", "the package for this location is not installed"),
+        ("nope://bucket/run-1", "can't open this location"),
+    ],
+)
+def test_a_location_that_cannot_be_opened_is_one_line(location, needle):
+    import importlib.util
+
+    if location.startswith("s3://") and importlib.util.find_spec("s3fs") is not None:
+        pytest.skip("s3fs is installed here")
+    for command in (["verify", location], ["restore", location]):
+        _one_error_line(_cli(*command), needle)
+
+
+def test_a_zip_chain_on_a_file_that_is_not_a_zip_is_one_line(good_backup):
+    _one_error_line(_cli("verify", f"zip://x::file://{good_backup / MANIFEST}"), "can't open this location")
+
+
+def test_a_resealed_backup_whose_adapter_does_not_load_is_not_restored_or_registered(good_backup, tmp_path):
+    """The manifest rewritten to match garbage adapter files: verify passes (the bytes are what the
+    manifest says), restore refuses before it builds or registers anything."""
+    adapter = good_backup / "adapter"
+    for name, content in {"adapter_config.json": b"[1, 2]", "adapter_model.safetensors": b"not safetensors"}.items():
+        (adapter / name).write_bytes(content)
+        _tamper(good_backup, f"adapter/{name}", adapter / name)
+    base = tmp_path / "a-base"  # named on the command line, as a backup with a local base needs
+    base.mkdir()
+    (base / "config.json").write_text('{"model_type": "llama"}')
+    to = tmp_path / "out"
+    result = _cli("restore", str(good_backup), "--to", str(to), "--base-model", str(base), "--register")
+    _one_error_line(result, "adapter/adapter_config.json is not a JSON object; not restored")
+    assert not (to / "model").exists()
+
+
+def test_restore_to_an_empty_name_is_refused(good_backup):
+    result = _cli("restore", str(good_backup), "--to", "")
+    assert (result.returncode, result.stderr.strip().splitlines()[0][:18]) == (2, "error: --to: empty")

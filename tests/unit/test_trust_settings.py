@@ -113,6 +113,9 @@ def test_settings_files_are_redacted_even_if_a_secret_appears_later(monkeypatch)
         ("weight_decay=inf", "weight_decay: "),
         ("random_seed=99999999999999999999", "random_seed: Input should be less than or equal to 4294967295"),
         ("lora_target_modules=[nope_module]", "lora_target_modules: nope_module not among the Linear layers"),
+        # A backup location the backup stage could not open, refused before training (s3fs is not installed).
+        ("artifact_backup_save_path=s3://bucket/backups", "artifact_backup_save_path: s3:// can't be written here"),
+        ("artifact_backup_save_path=foo://x/y", "artifact_backup_save_path: foo:// can't be written here"),
     ],
 )
 def test_the_cli_refuses_what_used_to_fail_after_loading_in_one_line(assignment, needle):
