@@ -11,6 +11,7 @@ token and every offset is real, which is what the loss mask depends on.
 from __future__ import annotations
 
 import json
+import re
 from functools import cache
 from pathlib import Path
 
@@ -68,12 +69,17 @@ def _specials(spec: dict) -> list[str]:
 def build_tokenizer_folder(name: str, folder: Path, version: int | None = None) -> Path:
     """Save a tokenizer with the fixture's template and special tokens to `folder` (a model folder);
     `version` picks one of the fixture's `previous_versions` of the template instead of the current one."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
-
     spec = fixture(name)
     if version is not None:
         spec = {**spec, "chat_template": spec["previous_versions"][version]["chat_template"]}
+    return save_tokenizer(spec, folder)
+
+
+def save_tokenizer(spec: dict, folder: Path) -> Path:
+    """A model folder holding a small BPE with `spec`'s special tokens and chat template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
     specials = _specials(spec)
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -105,6 +111,74 @@ def build_tokenizer_folder(name: str, folder: Path, version: int | None = None) 
     tokenizer.save_pretrained(folder)
     (folder / "config.json").write_text(json.dumps({"model_type": "llama"}), encoding="utf-8")
     return folder
+
+
+# The templates TRL, axolotl and unsloth publish (tests/fixtures/templates/published/, verbatim; see
+# its README). Their models' bos and eos, by file name (first match wins); the other special tokens
+# are the token-shaped strings the template writes (`<|im_end|>`, `<｜User｜>`, `[|endofturn|]`,
+# `<end_of_turn>`), added as special tokens as the real tokenizers have them.
+PUBLISHED = FIXTURES / "published"
+_FAMILY_TOKENS = [
+    ("llama3_2_vision", "<|begin_of_text|>", "<|eot_id|>"),
+    ("llama3", "<|begin_of_text|>", "<|eot_id|>"),
+    ("llama4", "<|begin_of_text|>", "<|eot|>"),
+    ("phi3", "<s>", "<|endoftext|>"),
+    ("phi_3", "<s>", "<|endoftext|>"),
+    ("phi4", "<|endoftext|>", "<|im_end|>"),
+    ("phi_4", "<|endoftext|>", "<|im_end|>"),
+    ("gemma4", "<bos>", "<eos>"),
+    ("diffusion_gemma", "<bos>", "<eos>"),
+    ("gemma_chatml", "<bos>", "<|im_end|>"),
+    ("gemma", "<bos>", "<eos>"),
+    ("deepseek", "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>"),
+    ("cohere", "<BOS_TOKEN>", "<|END_OF_TURN_TOKEN|>"),
+    ("aya", "<BOS_TOKEN>", "<|END_OF_TURN_TOKEN|>"),
+    ("command_a", "<BOS_TOKEN>", "<|END_OF_TURN_TOKEN|>"),
+    ("gptoss", "<|startoftext|>", "<|return|>"),
+    ("lfm2", "<|startoftext|>", "<|im_end|>"),
+    ("liquid_lfm2", "<|startoftext|>", "<|im_end|>"),
+    ("jamba", "<|startoftext|>", "<|endoftext|>"),
+    ("yi_chat", "<|startoftext|>", "<|im_end|>"),
+    ("exaone", "[BOS]", "[|endofturn|]"),
+    ("glm4moe", "[gMASK]", "<|endoftext|>"),
+    ("idefics3", "<|begin_of_text|>", "<end_of_utterance>"),
+    ("starling", "<s>", "<|end_of_turn|>"),
+    ("qwen", None, "<|im_end|>"),
+    ("chatml", "<s>", "<|im_end|>"),
+    ("nemotron", "<s>", "<|im_end|>"),
+    ("falcon_h1", "<|begin_of_text|>", "<|im_end|>"),
+    ("", "<s>", "</s>"),  # Mistral, Llama 2, Zephyr, Vicuna, Alpaca, Pixtral, LLaVA, Metharme, unsloth's own
+]
+_TOKEN_SHAPED = re.compile(
+    r"<\|[A-Za-z_][\w.]*\|>|<｜[^｜<>\s]+｜>|\[\|[a-z_]+\|\]|<(?:start|end)_of_turn>|<end_of_utterance>"
+)
+
+
+def published_templates() -> list[Path]:
+    """Every published template file, once per distinct text (TRL and unsloth share a few)."""
+    seen, files = set(), []
+    for path in sorted(PUBLISHED.glob("*/*.jinja")):
+        text = path.read_text(encoding="utf-8")
+        if text not in seen:
+            seen.add(text)
+            files.append(path)
+    return files
+
+
+def published_spec(path: Path) -> dict:
+    stem = path.stem
+    _, bos, eos = next(entry for entry in _FAMILY_TOKENS if stem.startswith(entry[0]))
+    text = path.read_text(encoding="utf-8")
+    shaped = sorted(set(_TOKEN_SHAPED.findall(text)) - {bos, eos})
+    return {
+        "chat_template": text,
+        "bos_token": bos,
+        "eos_token": eos,
+        "pad_token": None,
+        "unk_token": None,
+        "additional_special_tokens": shaped,
+        "add_bos_token": False,
+    }
 
 
 @cache

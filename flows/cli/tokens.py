@@ -118,7 +118,10 @@ class _Printer:
         self.marks = self.console.color_system is None  # no colours: mark trained text with ⟦ ⟧
         if as_json:
             return
-        eot = ", ".join(facts.end_of_turn) or "none (eos is trained after the last answer)"
+        # Quoted when it holds a newline or a control character: the facts stay on this one line.
+        eot = ", ".join(e if e.isprintable() else json.dumps(e) for e in facts.end_of_turn) or (
+            "none (eos is trained after the last answer)"
+        )
         system = "yes" if facts.supports_system_role else "no (a system prompt is folded into the first user turn)"
         self.console.print(
             f"{report.data_path}: showing {count} of {report.rows_valid} valid rows ({report.rows_quarantined} "

@@ -9,8 +9,9 @@ nothing here assumes that rendering a prefix of a conversation gives a prefix of
 whether it renders tool calls. From the catalog when the tokenizer's template is, byte for byte, one
 the catalog describes (its sha256); otherwise (a local model folder may hold any model) derived by
 rendering probe conversations: a system prompt that raises or vanishes means no system role; the text
-both answers of a two-turn probe are followed by is the end of turn (none: eos is trained after the
-last answer); a probe tool call whose name shows up means tools are rendered.
+both answers of a two-turn probe are followed by, cut back to a token boundary, is the end of turn
+(none: eos is trained after the last answer); a probe tool call whose name shows up means tools are
+rendered.
 
 **Where the answers are** (`render_for_training`): the conversation is rendered once as it is, and
 once with every message's text replaced by a numbered placeholder. The second rendering is the
@@ -137,7 +138,7 @@ def derive_facts(tokenizer) -> TemplateFacts:
     try:
         parts = _PLACEHOLDER_RE.split(apply_template(tokenizer, turns))
         after = dict(zip((int(i) for i in parts[1::2]), parts[2::2], strict=True))
-        common = os.path.commonprefix([after[1], after[3]]).strip()
+        common = _end_of_turn(tokenizer, after[1], after[3])
         end_of_turn = (common,) if common else ()
     except (TemplateRenderError, KeyError, ValueError):
         pass
@@ -157,6 +158,37 @@ def derive_facts(tokenizer) -> TemplateFacts:
         supports_tools=_renders(tokenizer, tool_turns, tools, [_PROBE_TOOL, p(5), p(1)]),
         source="derived",
     )
+
+
+def _end_of_turn(tokenizer, after_middle: str, after_last: str) -> str:
+    """What closes an answer: the text both a middle answer (then the next user turn's header) and the
+    last answer (then eos, or nothing) are followed by, cut back to a token boundary.
+
+    The common characters alone can end inside a token: Phi-3 writes `<|end|>\n<|user|>` after a
+    middle answer and `<|end|>\n<|endoftext|>` after the last, which share `<|end|>\n<|`; trained, the
+    span would take in the whole `<|user|>` token (a token is trained when any of its characters is).
+    So: it ends after the tokenizer's eos when eos is in it (Cohere's templates always write the next
+    `<|START_OF_TURN_TOKEN|>`, even after the last answer); else after the last special or added token
+    in it (`<|end|>`); else it is cut to the tokens both texts begin with, tokenized as rendered."""
+    common = os.path.commonprefix([after_middle, after_last])
+    eos = tokenizer.eos_token
+    if eos and eos in common:
+        return common[: common.index(eos) + len(eos)].strip()
+    added = [t for t in {*tokenizer.all_special_tokens, *tokenizer.get_added_vocab()} if t and not t.isspace()]
+    ends = [m.end() for token in added for m in re.finditer(re.escape(token), common)]
+    if ends:
+        return common[: max(ends)].strip()
+    try:
+        middle = tokenizer(after_middle, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        last = tokenizer(after_last, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    except (NotImplementedError, TypeError, ValueError):  # a slow tokenizer gives no offsets: characters it is
+        return common.strip()
+    boundary = 0
+    for a, b in zip(middle, last, strict=False):
+        if a != b or a[1] > len(common):
+            break
+        boundary = a[1]
+    return common[:boundary].strip()
 
 
 def _renders(tokenizer, messages: list[dict], tools: list | None, expected: list[str]) -> bool:
@@ -263,9 +295,17 @@ def render_for_training(tokenizer, messages: list[dict], tools: list | None = No
     spans.sort()  # in rendered order, which a template may change
     if not facts.end_of_turn and spans and _trained(messages[-1]) and tokenizer.eos_token:
         # No end-of-turn token (Falcon): the model learns to stop from eos after the last answer only.
-        # Adding it after earlier answers would train on a context the template never produces.
-        text += tokenizer.eos_token
-        spans[-1] = (spans[-1][0], len(text))
+        # Adding it after earlier answers would train on a context the template never produces. A
+        # template that writes eos after the last answer itself (gpt-oss's `<|return|>`) gets it
+        # trained where it is, not a second time.
+        end = spans[-1][1]
+        tail = text[end:]
+        if tail.lstrip().startswith(tokenizer.eos_token):
+            end += len(tail) - len(tail.lstrip()) + len(tokenizer.eos_token)
+        elif not tail.strip():
+            text += tokenizer.eos_token
+            end = len(text)
+        spans[-1] = (spans[-1][0], end)
     return RenderedConversation(text, spans, folded)
 
 
