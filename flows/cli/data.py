@@ -8,18 +8,8 @@ from typing import Annotated
 
 import typer
 
+from flows.cli import data_options as opts
 from flows.cli.app import app, fail, print_table
-
-# The pipeline's setting names, as this command's flags (so setting errors name the flag).
-FLAGS = {
-    "dataset_format": "--format",
-    "overlong_rows": "--overlong",
-    "column_mapping": "--map",
-    "base_model_architecture": "--model",
-    "max_seq_length": "--max-seq-length",
-    "text_windows": "--text-windows",
-    "text_window_overlap": "--text-window-overlap",
-}
 
 
 @app.command()
@@ -31,164 +21,42 @@ def validate(
             "*.parquet, *.jsonl.gz / *.json.gz, or a `datasets` save_to_disk folder."
         ),
     ],
-    report: Annotated[
-        Path | None,
-        typer.Option(
-            "--report",
-            help="Write the JSON report here; every quarantined row, with its raw bytes, goes beside it in "
-            "NAME.quarantine.jsonl.",
-        ),
-    ] = None,
-    format: Annotated[
-        str | None,
-        typer.Option(
-            "--format",
-            help="Force one format for every file: chat, sharegpt, instruction, prompt_completion or text "
-            "(default: detected per file).",
-        ),
-    ] = None,
-    maps: Annotated[
-        list[str],
-        typer.Option(
-            "--map",
-            help="Rename a column / top-level field before detection: SOURCE=TARGET, e.g. question=prompt "
-            "(repeatable).",
-        ),
-    ] = [],  # noqa: B006
-    max_seq_length: Annotated[
-        int | None,
-        typer.Option(
-            "--max-seq-length",
-            min=1,
-            help="Also tokenize each valid row as training will and report rows longer than this (default: no token "
-            "check).",
-        ),
-    ] = None,
-    model: Annotated[
-        str,
-        typer.Option(
-            "--model",
-            help="Whose tokenizer counts for --max-seq-length: an architecture (see `llm-trainer models`) or a local "
-            "model folder.",
-        ),
-    ] = "tiny-llama",
-    overlong: Annotated[
-        str,
-        typer.Option(
-            "--overlong", help="Rows over --max-seq-length: warn (report only) or quarantine (reason too_many_tokens)."
-        ),
-    ] = "warn",
-    text_windows: Annotated[
-        bool,
-        typer.Option(
-            "--text-windows",
-            help="Split plain-text rows over --max-seq-length into windows instead of reporting them (text_windows).",
-        ),
-    ] = False,
-    text_window_overlap: Annotated[
-        int,
-        typer.Option("--text-window-overlap", min=0, help="Tokens each text window repeats from the one before."),
-    ] = 0,
+    report: opts.ReportOption = None,
+    format: opts.FormatOption = None,
+    maps: opts.MapOption = [],  # noqa: B006
+    max_seq_length: opts.MaxSeqOption = None,
+    model: opts.ModelOption = None,
+    overlong: opts.OverlongOption = None,
+    text_windows: opts.TextWindowsOption = None,
+    text_window_overlap: opts.OverlapOption = None,
+    config: opts.ConfigOption = None,
+    preset: opts.PresetOption = None,
+    sets: opts.SetOption = [],  # noqa: B006
 ) -> None:
-    """Check data against the contracts. Exit 0: every row valid; 1: some rows quarantined; 2: unusable input
-    (missing path, no data files or rows, unreadable file, formats that can't be mixed, preference data)."""
+    """Check data against the contracts, as `run` reads it with the same settings (--config/--preset/--set give a
+    run's data settings; the flags override them). Exit 0: every row valid; 1: some rows quarantined; 2: unusable
+    input (missing path, no data files or rows, unreadable file, formats that can't be mixed, preference data)."""
     import os
 
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
-    from trainer.data.contracts.report import write_report
-    from trainer.data.contracts.validate import validate_dataset
-    from trainer.errors import ContractError, DataUnusableError
-
-    if text_windows and max_seq_length is None:
-        fail("--text-windows: needs --max-seq-length (windows are cut in tokens of --model's tokenizer)")
-    settings = _settings(format, overlong, maps, max_seq_length, model, (text_windows, text_window_overlap))
-    tokenizer = _counting_tokenizer(settings, model) if max_seq_length is not None else None
-    quarantine = report.with_suffix(".quarantine.jsonl") if report is not None else None
-    for target in (report, quarantine) if report is not None else ():
-        if target.is_symlink() or (target.exists() and not target.is_file()):
-            fail(
-                f"--report {report}: {target} is a link or not a regular file (a device, a FIFO); name a plain file", 2
-            )
-    if (
-        report is not None
-        and path.is_dir()
-        and any(p.resolve().is_relative_to(path.resolve()) for p in (report, quarantine))
-    ):
-        fail(
-            f"--report {report}: inside the data folder, where the next validation would read it as data; write it "
-            "elsewhere"
-        )
-    try:
-        result, _ = validate_dataset(
-            path,
-            None,
-            settings.dataset_format,
-            column_mapping=settings.column_mapping,
-            tokenizer=tokenizer,
-            max_seq_length=max_seq_length,
-            overlong_rows=settings.overlong_rows,
-            text_windows=settings.text_windows,
-            text_window_overlap=settings.text_window_overlap,
-        )
-    except (DataUnusableError, ContractError) as exc:
-        fail(str(exc), 2)
-    if report is not None:
-        try:
-            write_report(result, report_path=report, quarantine_path=quarantine)
-        except OSError as exc:
-            fail(f"--report {report}: can't write it ({exc.strerror or exc})", 2)
+    choice = opts.choose(
+        config,
+        preset,
+        sets,
+        format=format,
+        maps=maps,
+        max_seq_length=max_seq_length,
+        model=model,
+        overlong=overlong,
+        text_windows=text_windows,
+        overlap=text_window_overlap,
+    )
+    tokenizer = opts.load_tokenizer(choice) if choice.count_tokens else None
+    result, _ = opts.read_rows(path, choice, tokenizer, report)
     _print_result(path, result, report is not None, tokenizer is not None)
     if result.rows_total == 0:
         fail(f"{path}: the data files hold no rows (empty, or blank lines only)", 2)
     raise typer.Exit(0 if result.rows_quarantined == 0 else 1)
-
-
-def _flagged(message: str) -> str:
-    """A pipeline setting message, named by this command's flag."""
-    setting, _, rest = message.partition(":")
-    name, _, key = setting.partition(".")
-    return f"{FLAGS[name]}{' ' + key if key else ''}:{rest}" if name in FLAGS else message
-
-
-def _settings(
-    format: str | None,
-    overlong: str,
-    maps: list[str],
-    max_seq_length: int | None,
-    model: str,
-    windows: tuple[bool, int],
-):
-    from trainer.config.loading import build_settings
-    from trainer.errors import SettingsError
-
-    values: dict = {"dataset_format": format, "overlong_rows": overlong, "column_mapping": {}}
-    values["text_windows"], values["text_window_overlap"] = windows
-    for pair in maps:
-        source, sep, target = pair.partition("=")
-        if not sep or not source.strip() or not target.strip():
-            fail(f"--map {pair!r}: expected SOURCE=TARGET, e.g. --map question=prompt")
-        values["column_mapping"][source.strip()] = target.strip()
-    if max_seq_length is not None:
-        values["base_model_assets_path" if Path(model).is_dir() else "base_model_architecture"] = model
-        if windows[0]:  # the overlap is checked against it
-            values["max_seq_length"] = max_seq_length
-    try:
-        return build_settings(values)
-    except SettingsError as exc:
-        fail(_flagged(str(exc)))
-
-
-def _counting_tokenizer(settings, model: str):
-    from trainer.errors import SettingsError
-    from trainer.model.assets import load_counting_tokenizer, resolve_tokenizer_dir
-
-    try:
-        return load_counting_tokenizer(resolve_tokenizer_dir(settings), settings.trust_remote_code)
-    except SettingsError as exc:
-        fail(_flagged(str(exc)))
-    except (OSError, ValueError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        fail(f"--model {model}: can't load its tokenizer ({type(exc).__name__}: {first})")
 
 
 def _print_result(path: Path, result, wrote_report: bool, counted_tokens: bool) -> None:

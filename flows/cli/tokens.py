@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 
+from flows.cli import data_options as opts
 from flows.cli.app import JsonOption, app, fail
 
 TRAINED_STYLE = "bold black on green"
@@ -21,90 +22,69 @@ OPEN, CLOSE = "⟦", "⟧"
 @app.command()
 def tokens(
     path: Annotated[Path, typer.Argument(help="A data file or a folder, read as `validate` reads it.")],
-    model: Annotated[
-        str,
-        typer.Option(
-            "--model",
-            help="Whose chat template and tokenizer: an architecture (see `llm-trainer models`) or a local model "
-            "folder.",
-        ),
-    ] = "tiny-llama",
     rows: Annotated[int, typer.Option("--rows", min=1, help="How many valid rows to show (the first ones).")] = 3,
-    max_seq_length: Annotated[
-        int | None,
-        typer.Option(
-            "--max-seq-length", min=1, help="Mark rows longer than this many tokens (training leaves them out)."
-        ),
-    ] = None,
     as_json: JsonOption = False,
+    model: opts.ModelOption = None,
+    max_seq_length: opts.MaxSeqOption = None,
+    format: opts.FormatOption = None,
+    maps: opts.MapOption = [],  # noqa: B006
+    overlong: opts.OverlongOption = None,
+    text_windows: opts.TextWindowsOption = None,
+    text_window_overlap: opts.OverlapOption = None,
+    report: opts.ReportOption = None,
+    config: opts.ConfigOption = None,
+    preset: opts.PresetOption = None,
+    sets: opts.SetOption = [],  # noqa: B006
 ) -> None:
     """Show what will be trained: the first valid rows rendered by the model's chat template, trained tokens
-    highlighted. --json: one object per row, {"file", "line", "segments": [{"text", "trained"}]}. Exit 0: every
-    row shown renders; 1: the template can't render some rows (or none is valid); 2: unusable input."""
+    highlighted. Takes every option `validate` takes and reads the data as it does. --json: one object per row,
+    {"file", "line", "segments": [{"text", "trained"}]}. Exit 0: every row shown renders; 1: the template can't
+    render some rows (or none is valid); 2: unusable input."""
     import os
 
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
-    from trainer.data.contracts.validate import validate_dataset
-    from trainer.errors import ContractError, DataUnusableError, TemplateRenderError
+    from trainer.errors import TemplateRenderError
     from trainer.model.templates import template_facts
     from trainer.model.tokens import tokenize_example, trained_segments
 
-    settings = _model_settings(model)  # a bad --model is one line at once, before the data is read
-    try:
-        report, examples = validate_dataset(path)
-    except (DataUnusableError, ContractError) as exc:
-        fail(str(exc), 2)
-    if report.rows_total == 0:
+    choice = opts.choose(
+        config,
+        preset,
+        sets,
+        format=format,
+        maps=maps,
+        max_seq_length=max_seq_length,
+        model=model,
+        overlong=overlong,
+        text_windows=text_windows,
+        overlap=text_window_overlap,
+    )  # a bad --model is one line at once, before the data is read
+    opts.check_report_target(report, path)
+    # Counting tokens needs the tokenizer to validate; otherwise it is loaded (the tiny model built, a hub
+    # model's tokenizer files fetched) only once the data is known to be usable.
+    tokenizer = opts.load_tokenizer(choice) if choice.count_tokens else None
+    report_, examples = opts.read_rows(path, choice, tokenizer, report)
+    tokenizer = tokenizer or opts.load_tokenizer(choice)
+    if report_.rows_total == 0:
         fail(f"{path}: the data files hold no rows (empty, or blank lines only)", 2)
     if not examples:
         fail(
-            f"{path}: no valid rows to show ({report.rows_quarantined} quarantined; `llm-trainer validate` says why)", 1
+            f"{path}: no valid rows to show ({report_.rows_quarantined} quarantined; `llm-trainer validate` says why)",
+            1,
         )
-    tokenizer = _tokenizer(model, settings)
-    show = _Printer(as_json, model, template_facts(tokenizer), report, len(examples[:rows]))
+    limit = choice.settings.max_seq_length if choice.count_tokens else None
+    show = _Printer(as_json, choice.model, template_facts(tokenizer), report_, len(examples[:rows]))
     failed = 0
     for example in examples[:rows]:
         try:
-            tokenized = tokenize_example(tokenizer, example)
+            tokenized = tokenize_example(tokenizer, example, choice.settings.train_on_prompt)
         except TemplateRenderError as exc:
             failed += 1
             show.error(example, str(exc))
             continue
-        over = max_seq_length is not None and len(tokenized.input_ids) > max_seq_length
-        show.row(example, tokenized, trained_segments(tokenizer, tokenized), over, max_seq_length)
+        over = limit is not None and len(tokenized.input_ids) > limit
+        show.row(example, tokenized, trained_segments(tokenizer, tokenized), over, limit)
     raise typer.Exit(1 if failed else 0)
-
-
-def _model_settings(model: str):
-    """Settings naming the model (an architecture key or a local folder), or one `error:` line naming --model."""
-    from trainer.config.loading import build_settings
-    from trainer.errors import SettingsError
-
-    key = "base_model_assets_path" if Path(model).is_dir() else "base_model_architecture"
-    try:
-        return build_settings({key: model})
-    except SettingsError as exc:
-        _model_error(str(exc))
-
-
-def _model_error(message: str) -> NoReturn:
-    setting, _, rest = message.partition(":")
-    fail(f"--model:{rest}" if setting in ("base_model_architecture", "base_model_assets_path") else message)
-
-
-def _tokenizer(model: str, settings):
-    """The model's tokenizer as training sets it up (the tiny model is built, a hub model's tokenizer files
-    fetched, only now that the data is known to be usable), or one `error:` line naming --model."""
-    from trainer.errors import SettingsError
-    from trainer.model.assets import load_counting_tokenizer, resolve_tokenizer_dir
-
-    try:
-        return load_counting_tokenizer(resolve_tokenizer_dir(settings), settings.trust_remote_code)
-    except SettingsError as exc:
-        _model_error(str(exc))
-    except (OSError, ValueError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        fail(f"--model {model}: can't load its tokenizer ({type(exc).__name__}: {first})")
 
 
 class _Printer:

@@ -175,6 +175,7 @@ def test_unusable_input_is_one_error_line_and_exit_two(tmp_path, data, args, nee
     assert result.returncode == 2, (result.stdout, result.stderr)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and needle.format(empty=empty) in lines[0], lines
+    assert "base_model_assets_path" not in lines[0]  # a setting `tokens` has no flag for
 
 
 def test_a_template_whose_loops_never_end_is_one_line_within_its_bound(root, data, tmp_path):
@@ -224,3 +225,66 @@ def test_a_template_the_sandbox_refuses_is_a_row_error_not_a_traceback(root, dat
     result = tokens(data, "--model", folder)
     assert result.returncode in (1, 2) and "Traceback" not in result.stdout + result.stderr
     assert needle in result.stdout + result.stderr, (result.stdout[-1500:], result.stderr[-1500:])
+
+
+def test_tokens_takes_every_option_validate_takes():
+    """Checked on the commands themselves: no option of `validate` is missing from `tokens`."""
+    import typer.main
+
+    from flows.cli import app
+
+    group = typer.main.get_command(app)
+    names = {name: {o for p in group.commands[name].params for o in p.opts} for name in ("validate", "tokens")}
+    assert names["validate"] - names["tokens"] == set()
+    assert {"--config", "--preset", "--set", "--map", "--format"} <= names["tokens"]
+
+
+def test_mapped_csv_text_corpus_and_preference_data_are_previewed(tmp_path, root):
+    csv = tmp_path / "qa.csv"
+    csv.write_text("question,answer\nWhat is 2+2?,2+2 equals 4.\n", encoding="utf-8")
+    shown = tokens(csv, "--map", "question=prompt", "--map", "answer=completion", "--json")
+    assert shown.returncode == 0, shown.stderr
+    [record] = [json.loads(line) for line in shown.stdout.splitlines()]
+    assert "".join(s["text"] for s in record["segments"] if s["trained"]).startswith("2+2 equals 4.")
+
+    corpus = FIXTURES / "llamafactory" / "wiki_demo.txt"
+    text = tokens(corpus, "--format", "text", "--rows", "1", "--json")
+    assert text.returncode == 0, text.stderr
+    [record] = [json.loads(line) for line in text.stdout.splitlines()]
+    assert all(s["trained"] for s in record["segments"] if s["text"].strip())  # a corpus: every token trained
+
+    preference = FIXTURES / "trl" / "preference_standard.jsonl"
+    refused = tokens(preference)
+    assert refused.returncode == 2 and "--map chosen=completion" in refused.stderr
+    mapped = tokens(preference, "--map", "chosen=completion", "--json", "--rows", "1")
+    assert mapped.returncode == 0, mapped.stderr
+    [record] = [json.loads(line) for line in mapped.stdout.splitlines()]
+    assert "".join(s["text"] for s in record["segments"] if s["trained"]).startswith(" blue.")
+
+
+def test_a_settings_file_gives_tokens_a_runs_data_settings(tmp_path, root):
+    csv = tmp_path / "qa.csv"
+    csv.write_text("q,a\nSay hi,Hi there!\n", encoding="utf-8")
+    config = tmp_path / "settings.yaml"
+    folder = template_folder("llama-3.1-8b-instruct", root)
+    config.write_text(
+        f"column_mapping: {{q: prompt, a: completion}}\nmax_seq_length: 16\nbase_model_assets_path: {folder}\n"
+    )
+    result = tokens(csv, "--config", config, "--json")
+    assert result.returncode == 0, result.stderr
+    [record] = [json.loads(line) for line in result.stdout.splitlines()]
+    assert record["over_max_seq_length"] is True  # the settings' max_seq_length, counted in its tokenizer
+    assert "<|eot_id|>" in "".join(s["text"] for s in record["segments"] if s["trained"])
+
+
+def test_a_folder_with_a_tokenizer_alone_is_enough(tmp_path, root, data):
+    import shutil
+
+    folder = tmp_path / "tokenizer-only"
+    shutil.copytree(template_folder("gemma-2-2b-it", root), folder)
+    (folder / "config.json").unlink()
+    shown = tokens(data, "--model", folder)
+    assert shown.returncode == 0, shown.stderr
+    assert "<end_of_turn>" in shown.stdout
+    checked = invoke("validate", data, "--model", folder, "--max-seq-length", "512")
+    assert checked.returncode == 0, checked.stderr

@@ -90,6 +90,16 @@ def load_settings(
     """preset -> YAML file -> --set flags, later ones winning. No arguments at all means `demo`."""
     if preset is None and config_file is None:
         preset = "demo"
+    return build_settings(settings_values(preset, config_file, overrides))
+
+
+def settings_values(
+    preset: str | None = None,
+    config_file: Path | None = None,
+    overrides: list[str] | None = None,
+) -> dict[str, Any]:
+    """The values of preset -> YAML file -> --set flags, not yet validated (a command may add its own
+    flags on top before `build_settings`)."""
     values: dict[str, Any] = {}
     if preset is not None:
         values.update(preset_values(preset))
@@ -99,4 +109,4 @@ def load_settings(
             values = {**preset_values(str(file_values.pop("preset"))), **values}
         values.update(file_values)
     values.update(parse_set_flags(overrides or []))
-    return build_settings(values)
+    return values
