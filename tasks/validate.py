@@ -51,9 +51,10 @@ def validate_data(settings: Settings) -> DatasetSnapshot:
     report, examples = state.result()
     cached = state.name == "Cached"
     logger.info(
-        "Validated %s%s: %d rows, %d valid, %d quarantined, %d over max_seq_length=%d tokens (format %s, contract %s)",
+        "Validated %s%s: %d rows, %d valid, %d quarantined, %d exact duplicates left out, %d over max_seq_length=%d "
+        "tokens (format %s, contract %s)",
         data_path, " (cached result)" if cached else "", report.rows_total, report.rows_valid, report.rows_quarantined,
-        report.rows_overlong, settings.max_seq_length, report.format, report.contract_version,
+        report.rows_duplicate, report.rows_overlong, settings.max_seq_length, report.format, report.contract_version,
     )  # fmt: skip
     if report.rows_overlong:
         first = ", ".join(f"{o.file}:{o.line} ({o.tokens})" for o in report.overlong[:5])

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from flows.cli import data_options as opts
+import flows.cli.data_options as opts
 from flows.cli.app import app, fail, print_table
 
 
@@ -29,6 +29,7 @@ def validate(
     overlong: opts.OverlongOption = None,
     text_windows: opts.TextWindowsOption = None,
     text_window_overlap: opts.OverlapOption = None,
+    duplicates: opts.DuplicatesOption = None,
     config: opts.ConfigOption = None,
     preset: opts.PresetOption = None,
     sets: opts.SetOption = [],  # noqa: B006
@@ -50,6 +51,7 @@ def validate(
         overlong=overlong,
         text_windows=text_windows,
         overlap=text_window_overlap,
+        duplicates=duplicates,
     )
     tokenizer = opts.load_tokenizer(choice) if choice.count_tokens else None
     result, _ = opts.read_rows(path, choice, tokenizer, report)
@@ -67,8 +69,9 @@ def _print_result(path: Path, result, wrote_report: bool, counted_tokens: bool) 
     view = report_view(result)
     console = Console(highlight=False, soft_wrap=True)  # soft wrap: long lines stay whole, for grep and logs
     console.print(
-        f"{path}: {result.rows_valid}/{result.rows_total} rows valid, {result.rows_quarantined} quarantined "
-        f"(format {result.format}, contract {result.contract_version})",
+        f"{path}: {result.rows_valid}/{result.rows_total} rows valid, {result.rows_quarantined} quarantined"
+        + (f", {result.rows_duplicate} exact duplicates left out" if result.rows_duplicate else "")
+        + f" (format {result.format}, contract {result.contract_version})",
         markup=False,
     )
     print_table(view.file_columns, view.file_rows, right=("rows", "valid", "quarantined"))

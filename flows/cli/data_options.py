@@ -25,6 +25,7 @@ FLAGS = {
     "max_seq_length": "--max-seq-length",
     "text_windows": "--text-windows",
     "text_window_overlap": "--text-window-overlap",
+    "duplicate_rows": "--duplicates",
 }
 
 FormatOption = Annotated[
@@ -77,6 +78,14 @@ OverlapOption = Annotated[
     int | None,
     typer.Option("--text-window-overlap", min=0, help="Tokens each text window repeats from the one before."),
 ]
+DuplicatesOption = Annotated[
+    str | None,
+    typer.Option(
+        "--duplicates",
+        help="Exact duplicate rows: drop (train the first copy once, report the others; the default), quarantine "
+        "(reason duplicate_row) or keep (train every copy).",
+    ),
+]
 ReportOption = Annotated[
     Path | None,
     typer.Option(
@@ -110,6 +119,7 @@ def choose(
     overlong: str | None,
     text_windows: bool | None,
     overlap: int | None,
+    duplicates: str | None = None,
 ) -> DataChoice:
     """Settings from preset -> YAML -> --set (only when one is given), then these flags; one `error:`
     line naming the flag or the setting when a value is bad."""
@@ -140,6 +150,8 @@ def choose(
         flags["text_windows"] = text_windows
     if overlap is not None:
         flags["text_window_overlap"] = overlap
+    if duplicates is not None:
+        flags["duplicate_rows"] = duplicates
     folder = Path(model) if model is not None and Path(model).is_dir() else None
     if model is not None and folder is None:
         flags["base_model_architecture"] = model
@@ -205,7 +217,7 @@ def read_rows(path: Path, choice: DataChoice, tokenizer, report: Path | None = N
     """Validate `path` as `run` would with these settings (the report and quarantine file written
     when `report` is given): (ValidationReport, valid examples), or one `error:` line, exit 2."""
     from trainer.data.contracts.report import write_report
-    from trainer.data.contracts.validate import validate_dataset
+    from trainer.data.contracts.validate import options_from, validate_dataset
     from trainer.errors import ContractError, DataUnusableError
 
     quarantine = check_report_target(report, path)
@@ -214,13 +226,9 @@ def read_rows(path: Path, choice: DataChoice, tokenizer, report: Path | None = N
         result, examples = validate_dataset(
             path,
             None,
-            settings.dataset_format,
-            column_mapping=settings.column_mapping,
             tokenizer=tokenizer if choice.count_tokens else None,
             max_seq_length=settings.max_seq_length if choice.count_tokens else None,
-            overlong_rows=settings.overlong_rows,
-            text_windows=settings.text_windows,
-            text_window_overlap=settings.text_window_overlap,
+            **options_from(settings),
         )
     except (DataUnusableError, ContractError) as exc:
         fail(str(exc), 2)

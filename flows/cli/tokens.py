@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from flows.cli import data_options as opts
+import flows.cli.data_options as opts
 from flows.cli.app import JsonOption, app, fail
 
 TRAINED_STYLE = "bold black on green"
@@ -31,6 +31,7 @@ def tokens(
     overlong: opts.OverlongOption = None,
     text_windows: opts.TextWindowsOption = None,
     text_window_overlap: opts.OverlapOption = None,
+    duplicates: opts.DuplicatesOption = None,
     report: opts.ReportOption = None,
     config: opts.ConfigOption = None,
     preset: opts.PresetOption = None,
@@ -58,6 +59,7 @@ def tokens(
         overlong=overlong,
         text_windows=text_windows,
         overlap=text_window_overlap,
+        duplicates=duplicates,
     )  # a bad --model is one line at once, before the data is read
     opts.check_report_target(report, path)
     # Counting tokens needs the tokenizer to validate; otherwise it is loaded (the tiny model built, a hub

@@ -279,19 +279,19 @@ CASES: dict[str, tuple[dict[str, bytes], tuple[int, int, int], dict[tuple[str, i
         {"a.jsonl": GOOD + GOOD2 + GOOD + GOOD},
         (4, 2, 2),
         {("a.jsonl", 3): "duplicate_row", ("a.jsonl", 4): "duplicate_row"},
-        {},
+        {"duplicate_rows": "quarantine"},
     ),
     "duplicate_with_other_key_order": (
         {"a.jsonl": b'{"prompt": "p", "completion": "c"}\n{"completion": "c", "prompt": "p"}\n'},
         (2, 1, 1),
         {("a.jsonl", 2): "duplicate_row"},
-        {},
+        {"duplicate_rows": "quarantine"},
     ),
     "duplicate_across_files": (
         {"a.jsonl": GOOD, "b/b.jsonl": GOOD2 + GOOD},
         (3, 2, 1),
         {("b/b.jsonl", 2): "duplicate_row"},
-        {},
+        {"duplicate_rows": "quarantine"},
     ),
     "long_integer_ids_are_not_duplicates": (
         {"a.jsonl": b'{"id": 123456789012345678901, "text": "t"}\n{"id": 123456789012345678902, "text": "t"}\n'},
@@ -405,7 +405,8 @@ def test_malformed_input(tmp_path, case):
     got = {(q.file, q.line): q.reason for q in report.quarantined}
     assert (report.rows_total, report.rows_valid, report.rows_quarantined) == (total, valid, quarantined), got
     assert got == reasons, [(q.file, q.line, q.reason, q.detail) for q in report.quarantined]
-    assert len(examples) == report.rows_valid and report.rows_total == report.rows_valid + report.rows_quarantined
+    assert len(examples) == report.rows_valid
+    assert report.rows_total == report.rows_valid + report.rows_quarantined + report.rows_duplicate
     assert sum(f.rows_total for f in report.files) == total
     assert all(q.detail for q in report.quarantined)
     # Nothing lost: each quarantine line holds the row's original bytes at its physical line.

@@ -205,6 +205,12 @@ class DataSettings(BaseModel):
         "warn = report them with file and line, the trainer leaves them out; quarantine = quarantine them as "
         "too_many_tokens (counted by max_invalid_fraction). Never truncated.",
     )
+    duplicate_rows: Literal["drop", "quarantine", "keep"] = Field(
+        "drop",
+        description="Exact duplicate rows (same parsed content, over the whole folder): drop = train the first copy "
+        "once and report the others with file and line (not invalid rows); quarantine = quarantine them as "
+        "duplicate_row (counted by max_invalid_fraction); keep = train every copy.",
+    )
     text_windows: bool = Field(
         False,
         description="Split plain-text rows over max_seq_length tokens into windows of at most max_seq_length tokens "

@@ -16,7 +16,7 @@ from pathlib import Path
 from trainer import registry
 from trainer.config.settings import Settings
 from trainer.data.contracts.report import ValidationReport, check_gates, write_report
-from trainer.data.contracts.validate import validate_dataset
+from trainer.data.contracts.validate import options_from, validate_dataset
 from trainer.data.formats import Example
 from trainer.data.snapshot import DatasetSnapshot
 from trainer.data.split import subset_examples
@@ -40,15 +40,7 @@ def load_eval_rows(settings: Settings, output_dir: str | Path) -> tuple[Validati
         raise SettingsError(f"eval_data_path: {path} does not exist; point it at a folder of data files")
     tokenizer = load_counting_tokenizer(resolve_tokenizer_dir(settings), settings.trust_remote_code)
     report, examples = validate_dataset(
-        Path(path),
-        None,
-        settings.dataset_format,
-        column_mapping=settings.column_mapping,
-        tokenizer=tokenizer,
-        max_seq_length=settings.max_seq_length,
-        overlong_rows=settings.overlong_rows,
-        text_windows=settings.text_windows,
-        text_window_overlap=settings.text_window_overlap,
+        Path(path), None, tokenizer=tokenizer, max_seq_length=settings.max_seq_length, **options_from(settings)
     )
     write_report(report, Path(output_dir) / "data" / "eval")
     check_gates(report, 1, settings.max_invalid_fraction)

@@ -16,7 +16,7 @@ from trainer import registry
 from trainer.config.settings import Settings
 from trainer.data.contracts.report import ValidationReport, check_gates, write_report
 from trainer.data.contracts.suites import validator_digest
-from trainer.data.contracts.validate import fingerprint_path, validate_dataset
+from trainer.data.contracts.validate import fingerprint_path, options_from, validate_dataset
 from trainer.data.formats import Example
 from trainer.data.snapshot import DatasetSnapshot
 from trainer.data.split import split_examples
@@ -37,6 +37,7 @@ def validation_cache_key(settings: Settings, data_path: Path, tokenizer_dir: Pat
         "max_seq_length": settings.max_seq_length,
         "overlong_rows": settings.overlong_rows,
         "text_windows": [settings.text_windows, settings.text_window_overlap],
+        "duplicate_rows": settings.duplicate_rows,
         "tokenizer": tokenizer_digest(tokenizer_dir),
     }
     return "validate-" + hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
@@ -46,15 +47,7 @@ def check_data(settings: Settings, data_path: Path, tokenizer_dir: Path) -> tupl
     """Read every row, run the contract, count tokens with the base model's tokenizer. No side effects."""
     tokenizer = load_counting_tokenizer(tokenizer_dir, settings.trust_remote_code)
     return validate_dataset(
-        data_path,
-        None,
-        settings.dataset_format,
-        column_mapping=settings.column_mapping,
-        tokenizer=tokenizer,
-        max_seq_length=settings.max_seq_length,
-        overlong_rows=settings.overlong_rows,
-        text_windows=settings.text_windows,
-        text_window_overlap=settings.text_window_overlap,
+        data_path, None, tokenizer=tokenizer, max_seq_length=settings.max_seq_length, **options_from(settings)
     )
 
 
@@ -79,6 +72,7 @@ def record_validation(
             "rows_total": report.rows_total,
             "rows_valid": report.rows_valid,
             "rows_quarantined": report.rows_quarantined,
+            "rows_duplicate": report.rows_duplicate,
             "rows_overlong": report.rows_overlong,
         },
     )

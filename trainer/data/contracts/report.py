@@ -38,9 +38,20 @@ class FileReport:
     rows_total: int = 0
     rows_valid: int = 0
     rows_quarantined: int = 0
+    rows_duplicate: int = 0  # exact duplicates dropped (duplicate_rows: drop): neither valid nor quarantined
     top_reasons: dict[str, int] = field(default_factory=dict)
     size_bytes: int = 0
     sha256: str = ""
+
+
+@dataclass
+class DuplicateRow:
+    """A row dropped as an exact duplicate, and the first copy that is trained instead."""
+
+    file: str
+    line: int
+    first_file: str
+    first_line: int
 
 
 @dataclass
@@ -74,6 +85,9 @@ class ValidationReport:
     max_tokens: int | None = None
     rows_overlong: int = 0
     overlong: list[OverlongRow] = field(default_factory=list)
+    duplicate_rows: str = "drop"
+    rows_duplicate: int = 0  # dropped exact duplicates: rows_total == valid + quarantined + these
+    duplicates: list[DuplicateRow] = field(default_factory=list)
 
     @property
     def invalid_fraction(self) -> float:
@@ -199,7 +213,8 @@ def summary_markdown(report: ValidationReport, cached: bool = False, max_rows: i
         else ""
     )
     lines = [
-        f"**{report.rows_valid}/{report.rows_total}** rows valid, **{report.rows_quarantined}** quarantined{overlong}; "
+        f"**{report.rows_valid}/{report.rows_total}** rows valid, **{report.rows_quarantined}** quarantined{overlong}"
+        f"{f', {report.rows_duplicate} exact duplicates left out' if report.rows_duplicate else ''}; "
         f"format `{report.format}`, contract `{report.contract_version}`, fingerprint `{report.fingerprint[:16]}`"
         f"{' (cached result)' if cached else ''}.",
         "",

@@ -38,7 +38,7 @@ from trainer.data.contracts.checks import Frame, RowProblem, explain, suite_of, 
 from trainer.data.contracts.gx import run_suites
 from trainer.data.contracts.intake import Intake, fingerprint_path, read_data
 from trainer.data.contracts.lengths import Lengths, check_lengths, count_tokens
-from trainer.data.contracts.report import QuarantinedRow, ValidationReport, write_report
+from trainer.data.contracts.report import DuplicateRow, QuarantinedRow, ValidationReport, write_report
 from trainer.data.contracts.suites import CONTRACTS_DIR, contract_version
 from trainer.data.files import dataset_fingerprint
 from trainer.data.formats import (
@@ -54,9 +54,22 @@ from trainer.data.rows import Row
 from trainer.data.turns import MERGE_SEPARATOR
 from trainer.errors import DataUnusableError
 
-__all__ = ["count_tokens", "fingerprint_path", "validate_dataset"]
+__all__ = ["count_tokens", "fingerprint_path", "options_from", "validate_dataset"]
 
 OVERLONG_POLICIES = ("warn", "quarantine")
+DUPLICATE_POLICIES = ("drop", "quarantine", "keep")
+
+
+def options_from(settings: Any) -> dict[str, Any]:
+    """validate_dataset's data options, as a run's settings give them (one place for every caller)."""
+    return {
+        "dataset_format": settings.dataset_format,
+        "column_mapping": settings.column_mapping,
+        "overlong_rows": settings.overlong_rows,
+        "text_windows": settings.text_windows,
+        "text_window_overlap": settings.text_window_overlap,
+        "duplicate_rows": settings.duplicate_rows,
+    }
 
 
 @dataclass
@@ -69,6 +82,7 @@ class _Pass:
     row_frame: dict[int, Frame] = field(default_factory=dict)
     frames: dict[str, Frame] = field(default_factory=dict)
     duplicates: dict[int, int] = field(default_factory=dict)  # row -> the earlier row it repeats
+    dropped: dict[int, int] = field(default_factory=dict)  # duplicates left out (duplicate_rows: drop)
 
     @property
     def rows(self) -> list[Row]:
@@ -101,6 +115,7 @@ def validate_dataset(
     overlong_rows: str = "warn",
     text_windows: bool = False,
     text_window_overlap: int = 0,
+    duplicate_rows: str = "drop",
     contracts_dir: Path = CONTRACTS_DIR,
 ) -> tuple[ValidationReport, list[Example]]:
     """Validate every row under `data_path`; write the report and quarantine file to `report_dir`.
@@ -117,22 +132,28 @@ def validate_dataset(
         raise DataUnusableError(f"format {dataset_format!r}: unknown; choose one of {', '.join(FORMATS)}")
     if overlong_rows not in OVERLONG_POLICIES:
         raise ValueError(f"overlong_rows: {overlong_rows!r}; choose one of {', '.join(OVERLONG_POLICIES)}")
+    if duplicate_rows not in DUPLICATE_POLICIES:
+        raise ValueError(f"duplicate_rows: {duplicate_rows!r}; choose one of {', '.join(DUPLICATE_POLICIES)}")
     mapping = dict(column_mapping or {})
     run = _Pass(read_data(data_path, mapping, text_files=dataset_format == "text"))  # 1. every file read once
     run.outcome = [None] * len(run.rows)
     run.row_format = [None] * len(run.rows)
     _check_shapes(run, dataset_format)  # 2. code checks: each file's format, each row's shape
     _check_one_training_format(run, data_path)
-    _find_duplicates(run)
+    if duplicate_rows != "keep":
+        _find_duplicates(run)
+    flagged = set(run.duplicates) if duplicate_rows == "quarantine" else set()  # the contract's duplicate_row
     frames = {name: f for name, f in run.frames.items() if len(f)}
     if frames:  # 3. Great Expectations, one suite per format, on the typed frames
-        failures = run_suites({name: f.frame(set(run.duplicates)) for name, f in frames.items()}, contracts_dir)
+        failures = run_suites({name: f.frame(flagged) for name, f in frames.items()}, contracts_dir)
         for row_id, (reason, detail) in failures.items():
             first = run.rows[run.duplicates[row_id]] if row_id in run.duplicates else None
             run.outcome[row_id] = (
                 reason,
                 explain(run.row_frame[row_id], run.rows[row_id], row_id, reason, detail, first),
             )
+    if duplicate_rows == "drop":  # a copy that passed the contract is left out, not quarantined
+        run.dropped = {i: first for i, first in run.duplicates.items() if run.outcome[i] is None}
     examples = {i: run.row_frame[i].example(row, i, run.row_format[i]) for i, row in _valid(run)}
     lengths = None
     if tokenizer is not None and max_seq_length and examples:  # 4. token counts, template errors, windows
@@ -142,14 +163,15 @@ def validate_dataset(
             del examples[i]
     report = _report(run, data_path, examples, sorted(frames), contracts_dir)  # 5. per file, per reason, raw bytes
     report.dataset_format, report.column_mapping, report.overlong_rows = dataset_format, mapping, overlong_rows
-    report.text_windows = text_windows
+    report.text_windows, report.duplicate_rows = text_windows, duplicate_rows
     if tokenizer is not None:
         report.max_seq_length, report.tokenizer = max_seq_length, getattr(tokenizer, "name_or_path", None)
     if lengths is not None:
         _apply_lengths(report, lengths, text_window_overlap)
-    if report.rows_total != report.rows_valid + report.rows_quarantined:  # pragma: no cover - the invariant
+    if report.rows_total != report.rows_valid + report.rows_quarantined + report.rows_duplicate:  # pragma: no cover
         raise RuntimeError(
-            f"row accounting broke: {report.rows_total} != {report.rows_valid} + {report.rows_quarantined}"
+            f"row accounting broke: {report.rows_total} != {report.rows_valid} + {report.rows_quarantined} + "
+            f"{report.rows_duplicate}"
         )
     if report_dir is not None:
         write_report(report, Path(report_dir))
@@ -158,7 +180,11 @@ def validate_dataset(
 
 
 def _valid(run: _Pass):
-    return ((i, row) for i, row in enumerate(run.rows) if run.outcome[i] is None and run.row_format[i] is not None)
+    return (
+        (i, row)
+        for i, row in enumerate(run.rows)
+        if run.outcome[i] is None and run.row_format[i] is not None and i not in run.dropped
+    )
 
 
 def _check_shapes(run: _Pass, dataset_format: str | None) -> None:
@@ -264,11 +290,18 @@ def _report(
     run: _Pass, data_path: Path, examples: dict[int, Example], suites: list[str], contracts_dir: Path
 ) -> ValidationReport:
     quarantined: list[QuarantinedRow] = []
+    duplicates: list[DuplicateRow] = []
     for display, (start, end) in run.intake.file_rows.items():
         file_report = run.intake.file_reports[display]
         file_report.rows_total, file_report.rows_valid, file_report.rows_quarantined = end - start, 0, 0
+        file_report.rows_duplicate = 0
         file_report.top_reasons = {}
         for i in range(start, end):
+            if i in run.dropped:
+                file_report.rows_duplicate += 1
+                first = run.rows[run.dropped[i]]
+                duplicates.append(DuplicateRow(run.rows[i].file, run.rows[i].line, first.file, first.line))
+                continue
             if run.outcome[i] is None:
                 file_report.rows_valid += 1
                 continue
@@ -293,7 +326,16 @@ def _report(
         reasons=dict(Counter(q.reason for q in quarantined).most_common()),
         ignored_files=list(run.intake.ignored),
         warnings=list(run.intake.warnings),
+        rows_duplicate=len(duplicates),
+        duplicates=duplicates,
     )
+    if duplicates:
+        first = duplicates[0]
+        report.notes.append(
+            f"{len(duplicates)} exact duplicate row(s) left out, the first copy of each trained once (first: "
+            f"{first.file}:{first.line} repeats {first.first_file}:{first.first_line}; all in the report; "
+            "duplicate_rows: keep trains every copy)"
+        )
     _merge_note(run, examples, report)
     return report
 
