@@ -232,6 +232,10 @@ def read_rows(path: Path, choice: DataChoice, tokenizer, report: Path | None = N
         )
     except (DataUnusableError, ContractError) as exc:
         fail(str(exc), 2)
+    if tokenizer is not None:
+        from trainer.model.templates import template_warnings
+
+        result.warnings.extend(template_warnings(tokenizer))
     if report is not None:
         try:
             write_report(result, report_path=report, quarantine_path=quarantine)

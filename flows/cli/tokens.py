@@ -45,7 +45,7 @@ def tokens(
 
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     from trainer.errors import TemplateRenderError
-    from trainer.model.templates import template_facts
+    from trainer.model.templates import template_facts, template_warnings
     from trainer.model.tokens import tokenize_example, trained_segments
 
     choice = opts.choose(
@@ -67,6 +67,8 @@ def tokens(
     tokenizer = opts.load_tokenizer(choice) if choice.count_tokens else None
     report_, examples = opts.read_rows(path, choice, tokenizer, report)
     tokenizer = tokenizer or opts.load_tokenizer(choice)
+    for warning in template_warnings(tokenizer):
+        typer.echo(f"warning: {warning}", err=True)
     if report_.rows_total == 0:
         fail(f"{path}: the data files hold no rows (empty, or blank lines only)", 2)
     if not examples:

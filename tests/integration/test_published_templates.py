@@ -82,3 +82,26 @@ def test_derived_facts_agree_with_the_catalog_and_the_fixtures(root, name):
     facts = derive_facts(tokenizer)
     assert facts.end_of_turn == tuple(spec["end_of_turn"]), facts
     assert facts.supports_system_role == (name not in FOLDS_SYSTEM)  # Mistral v0.3 drops it: folded
+
+
+def test_a_template_that_writes_a_literal_placeholder_is_warned_about(root, tmp_path):
+    """unsloth's Llama 3.1 template writes `{system_message}` when a row has no system prompt."""
+    from tests.cli import invoke
+    from tests.conftest import write_jsonl
+
+    path = next(p for p in PUBLISHED if p.parent.name == "unsloth" and p.stem == "llama31")
+    folder = save_tokenizer(published_spec(path), root / "unsloth-llama31-warn")
+    assert derive_facts(load_tokenizer(folder)).placeholders == ("{system_message}",)
+    write_jsonl(
+        tmp_path / "data" / "a.jsonl",
+        [{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}],
+    )
+    for command in (["tokens"], ["validate", "--max-seq-length", "512"]):
+        result = invoke(*command, tmp_path / "data", "--model", folder)
+        assert result.returncode == 0, result.stderr
+        assert "writes {system_message} literally into conversations" in result.stdout + result.stderr
+    clean = next(p for p in PUBLISHED if p.parent.name == "trl" and p.stem == "llama3_1")
+    assert (
+        derive_facts(load_tokenizer(save_tokenizer(published_spec(clean), root / "trl-llama31-clean"))).placeholders
+        == ()
+    )

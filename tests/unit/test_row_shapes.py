@@ -92,6 +92,12 @@ def test_tool_calls_in_every_spelling_become_one_shape():
         "invalid_json",
         "messages[0].tool_calls[0].function.arguments is a string that is not valid JSON",
     )
+    # JSON encoded twice (OpenAI's cookbook drone_training.jsonl): said as it is, not "is a string".
+    twice = [{"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": '"{\\"x\\": 1}"'}}]}]
+    reason, detail = refused(twice)
+    assert reason == "wrong_type" and "is a JSON string that decodes to a string" in detail, detail
+    as_list = [{"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": "[1, 2]"}}]}]
+    assert "is a JSON string that decodes to a list, expected an object" in refused(as_list)[1]
 
 
 def test_consecutive_turns_of_one_role_are_merged_unless_named_apart():

@@ -310,9 +310,18 @@ def _function(function: Any, where: str, call_id: str | None) -> dict[str, Any]:
     name = function.get("name")
     if not isinstance(name, str) or not name.strip():
         raise RowProblem("missing_field", f"{where} names no function")
-    arguments = parse_json_field(function.get("arguments", {}), f"{where}.arguments")
+    raw = function.get("arguments", {})
+    arguments = parse_json_field(raw, f"{where}.arguments")
+    if isinstance(raw, str) and isinstance(arguments, str):
+        # OpenAI's cookbook ships such rows: the JSON text encoded a second time.
+        raise RowProblem(
+            "wrong_type",
+            f"{where}.arguments is a JSON string that decodes to a string, not an object (JSON encoded twice?); "
+            "expected an object or the JSON text of one",
+        )
     if not isinstance(arguments, dict):
-        raise RowProblem("wrong_type", f"{where}.arguments is {kind(arguments)}, expected an object")
+        where_from = f"a JSON string that decodes to {kind(arguments)}" if isinstance(raw, str) else kind(arguments)
+        raise RowProblem("wrong_type", f"{where}.arguments is {where_from}, expected an object")
     call: dict[str, Any] = {"type": "function", "function": {"name": name, "arguments": arguments}}
     if call_id is not None:
         call["id"] = call_id

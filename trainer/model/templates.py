@@ -38,6 +38,7 @@ from trainer.model.deadline import DeadlineExceeded, within
 _PLACEHOLDER = "QzqX{}XqzQ"  # survives strip/trim/tojson and never occurs in real text
 _PLACEHOLDER_RE = re.compile(r"QzqX(\d+)XqzQ")
 _PROBE_TOOL = "llm_trainer_probe_tool"
+_LITERAL_PLACEHOLDER = re.compile(r"(?<!\{)\{[A-Za-z_][A-Za-z0-9_]*\}(?!\})")  # `{system_message}`, not `{{x}}`
 _CACHE_LIMIT = 20_000  # skeletons kept per process (a dataset has few conversation shapes)
 RENDER_SECONDS = 10.0  # the bound on rendering one conversation; docs/security.md
 
@@ -48,6 +49,9 @@ class TemplateFacts:
     end_of_turn: tuple[str, ...]  # what closes an assistant turn; () = nothing (eos is trained after the last answer)
     supports_tools: bool
     source: str  # "catalog:<key>" or "derived"
+    # Literal `{name}` placeholders the template itself writes into a conversation (unsloth's Llama 3.1
+    # template writes `{system_message}` when a row has no system prompt): the model would learn them.
+    placeholders: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -135,8 +139,11 @@ def derive_facts(tokenizer) -> TemplateFacts:
         {"role": "assistant", "content": p(3)},
     ]
     end_of_turn: tuple[str, ...] = ()
+    placeholders: set[str] = set()
     try:
-        parts = _PLACEHOLDER_RE.split(apply_template(tokenizer, turns))
+        rendered = apply_template(tokenizer, turns)
+        placeholders.update(_LITERAL_PLACEHOLDER.findall(rendered))
+        parts = _PLACEHOLDER_RE.split(rendered)
         after = dict(zip((int(i) for i in parts[1::2]), parts[2::2], strict=True))
         common = _end_of_turn(tokenizer, after[1], after[3])
         end_of_turn = (common,) if common else ()
@@ -157,6 +164,7 @@ def derive_facts(tokenizer) -> TemplateFacts:
         end_of_turn=end_of_turn,
         supports_tools=_renders(tokenizer, tool_turns, tools, [_PROBE_TOOL, p(5), p(1)]),
         source="derived",
+        placeholders=tuple(sorted(placeholders)),
     )
 
 
@@ -370,3 +378,13 @@ def _generation_start(
     if piece is None or not piece.startswith(tail):
         raise TemplateRenderError("can't find where the assistant's tool call starts in the rendered conversation")
     return anchor + len(tail)
+
+
+def template_warnings(tokenizer) -> list[str]:
+    """What the user should know about the template before training on it (one line each)."""
+    facts = template_facts(tokenizer)
+    return [
+        f"the chat template writes {name} literally into conversations (at least those without a system prompt): "
+        "the model would learn that text; give every row a system prompt or fix the template"
+        for name in facts.placeholders
+    ]
