@@ -71,8 +71,8 @@ def test_a_row_the_chat_template_cannot_render_is_quarantined_with_its_message(t
 
 def test_real_templates_quarantine_what_they_cannot_render_and_the_report_says_what_was_folded(tmp_path):
     """Verbatim templates (tests/fixtures/templates): a system prompt is folded (a note says so); a
-    tool-call row is `template_error`: Gemma 2 renders no tool calls, Mistral v0.3's template raises on
-    an id that is not 9 characters long, and its own message is the detail."""
+    tool-call row is `template_error` on Gemma 2, which renders no tool calls; on Mistral v0.3, whose
+    template raises on an id that is not 9 characters long, the row's ids are derived (a note says so)."""
     from tests.templates import load_template_tokenizer
 
     system = {"role": "system", "content": "Be brief."}
@@ -92,11 +92,16 @@ def test_real_templates_quarantine_what_they_cannot_render_and_the_report_says_w
     data = write_jsonl(tmp_path / "data" / "a.jsonl", rows)
     for name, detail in [
         ("gemma-2-2b-it", "this model's chat template does not render tool calls"),
-        ("mistral-7b-instruct-v0.3", "Tool call IDs should be alphanumeric strings with length 9!"),
+        ("mistral-7b-instruct-v0.3", None),
     ]:
         tokenizer = load_template_tokenizer(name, tmp_path / "templates")
         report, examples = validate_dataset(data.parent, tmp_path / name, tokenizer=tokenizer, max_seq_length=512)
-        assert [(q.line, q.reason) for q in report.quarantined] == [(3, "template_error")]
-        assert detail in report.quarantined[0].detail
-        assert [e.line for e in examples] == [1, 2] and report.rows_merged == 1
+        if detail is None:
+            assert report.quarantined == [] and [e.line for e in examples] == [1, 2, 3]
+            assert any("1 row(s) call tools and the chat template demands 9-character" in n for n in report.notes)
+        else:
+            assert [(q.line, q.reason) for q in report.quarantined] == [(3, "template_error")]
+            assert detail in report.quarantined[0].detail
+            assert [e.line for e in examples] == [1, 2]
+        assert report.rows_merged == 1
         assert any("1 row(s) have a system prompt and the chat template has no system role" in n for n in report.notes)

@@ -136,8 +136,6 @@ def test_rows_the_template_cannot_render_get_one_line_and_exit_one(root, tmp_pat
     plain = {"messages": [{"role": "user", "content": "Say hi"}, {"role": "assistant", "content": "Hi there!"}]}
     write_jsonl(tmp_path / "tools.jsonl", [row, plain])
     for name, message in [
-        # Mistral's own template raises on its own rule: the row is shown with the template's message.
-        ("mistral-7b-instruct-v0.3", "Tool call IDs should be alphanumeric strings with length 9!"),
         ("gemma-2-2b-it", "this model's chat template does not render tool calls"),
     ]:
         result = tokens(tmp_path, "--model", template_folder(name, root))
@@ -288,3 +286,52 @@ def test_a_folder_with_a_tokenizer_alone_is_enough(tmp_path, root, data):
     assert "<end_of_turn>" in shown.stdout
     checked = invoke("validate", data, "--model", folder, "--max-seq-length", "512")
     assert checked.returncode == 0, checked.stderr
+
+
+def test_tool_call_ids_are_derived_where_the_template_demands_its_own(root, tmp_path):
+    """Mistral v0.3 raises unless every tool-call id is 9 alphanumeric characters: OpenAI ids are longer
+    and ShareGPT function calls have none. Ids are derived from the row and the call index, the same
+    for a call and its result, the same on every run; the report says how many rows."""
+    import re
+
+    from tests.templates import load_template_tokenizer
+    from trainer.model.templates import render_prompt
+
+    call = {
+        "id": "call_Zq7xY2kP9mW4vR1t",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": {"city": "Paris"}},
+    }
+    openai_row = {
+        "messages": [
+            {"role": "user", "content": "Weather in Paris?"},
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "call_Zq7xY2kP9mW4vR1t", "content": "18 degrees"},
+            {"role": "assistant", "content": "It is 18 degrees."},
+        ]
+    }
+    sharegpt_row = {
+        "conversations": [
+            {"from": "human", "value": "Weather in Rome?"},
+            {"from": "function_call", "value": '{"name": "get_weather", "arguments": {"city": "Rome"}}'},
+            {"from": "observation", "value": "21 degrees"},
+            {"from": "gpt", "value": "It is 21 degrees."},
+        ]
+    }
+    write_jsonl(tmp_path / "data" / "openai.jsonl", [openai_row])
+    write_jsonl(tmp_path / "data" / "sharegpt.jsonl", [sharegpt_row])
+    folder = template_folder("mistral-7b-instruct-v0.3", root)
+    shown = tokens(tmp_path / "data", "--model", folder, "--json")
+    assert shown.returncode == 0, (shown.stdout, shown.stderr)
+    for line in shown.stdout.splitlines():
+        text = "".join(s["text"] for s in json.loads(line)["segments"])
+        ids = re.findall(r'"id": "([^"]*)"', text) + re.findall(r'"call_id": "([^"]*)"', text)
+        ids += re.findall(r"\[TOOL_RESULTS\] \{\"content\": \"[^\"]*\", \"call_id\": \"([^\"]*)\"", text)
+        assert ids and all(re.fullmatch(r"[0-9A-Za-z]{9}", i) for i in ids), text
+        assert len(set(ids)) == 1, text  # the call and its result share one id
+    tokenizer = load_template_tokenizer("mistral-7b-instruct-v0.3", root)
+    once = render_prompt(tokenizer, openai_row["messages"])
+    assert once == render_prompt(tokenizer, openai_row["messages"])  # deterministic
+    checked = invoke("validate", tmp_path / "data", "--model", folder, "--max-seq-length", "1024")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "2 row(s) call tools and the chat template demands 9-character alphanumeric tool-call ids" in checked.stdout

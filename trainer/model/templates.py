@@ -25,6 +25,7 @@ turn that follows it (only whitespace between).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -52,6 +53,9 @@ class TemplateFacts:
     # Literal `{name}` placeholders the template itself writes into a conversation (unsloth's Llama 3.1
     # template writes `{system_message}` when a row has no system prompt): the model would learn them.
     placeholders: tuple[str, ...] = ()
+    # The length the template demands of tool-call ids (Mistral v0.3: 9 alphanumeric characters), found by
+    # rendering a probe call with an OpenAI-style id; None when any id renders.
+    tool_call_id_length: int | None = None
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,7 @@ class RenderedConversation:
     text: str  # what is tokenized (with add_special_tokens=False: the template writes bos itself)
     spans: list[tuple[int, int]]  # character spans to train, in order: each answer and its end of turn
     folded_system: bool  # the system prompt was folded into the first user turn
+    derived_tool_ids: bool = False  # tool-call ids were replaced by ones of the length the template demands
 
 
 @dataclass(frozen=True)
@@ -95,8 +100,88 @@ def template_facts(tokenizer) -> TemplateFacts:
             )
         else:
             facts = derive_facts(tokenizer)
+        if facts.supports_tools:
+            facts = dataclasses.replace(facts, tool_call_id_length=_required_id_length(tokenizer))
         _FACTS[key] = facts
     return facts
+
+
+_LONG_ID = "call_Zq7xY2kP9mW4vR1tB8nL"  # as OpenAI writes them
+_SHORT_ID_LENGTH = 9  # Mistral v0.3's rule, the one such rule among published templates
+
+
+def _required_id_length(tokenizer) -> int | None:
+    """9 when the template refuses an OpenAI-style tool-call id but renders a 9-character one, else None."""
+
+    def probe(call_id: str) -> bool:
+        call = {"id": call_id, "type": "function", "function": {"name": _PROBE_TOOL, "arguments": {"x": "1"}}}
+        turns = [
+            {"role": "user", "content": "q"},
+            {"role": "assistant", "content": "", "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": call_id, "name": _PROBE_TOOL, "content": "1"},
+            {"role": "assistant", "content": "a"},
+        ]
+        return _renders(tokenizer, turns, None, [_PROBE_TOOL])
+
+    if probe(_LONG_ID) or not probe("A" * _SHORT_ID_LENGTH):
+        return None
+    return _SHORT_ID_LENGTH
+
+
+def _ids_fit(messages: list[dict], length: int) -> bool:
+    """Every tool call and tool result already carries an id the template accepts (kept as they are)."""
+    fits = re.compile(f"[0-9A-Za-z]{{{length}}}").fullmatch
+    for message in messages:
+        for call in message.get("tool_calls") or ():
+            if not isinstance(call.get("id"), str) or not fits(call["id"]):
+                return False
+        if message["role"] == "tool" and not (
+            isinstance(message.get("tool_call_id"), str) and fits(message["tool_call_id"])
+        ):
+            return False
+    return True
+
+
+def _with_derived_ids(messages: list[dict], length: int) -> list[dict]:
+    """Tool-call ids of `length` alphanumeric characters, derived from the row and each call's index (the
+    same row always gets the same ids), each tool result given its call's new id: by the old id when it
+    names one, else in order (ShareGPT function calls carry no ids)."""
+    row = hashlib.sha256(json.dumps(messages, sort_keys=True, default=str).encode("utf-8")).hexdigest()
+    renamed: dict[str, str] = {}
+    pending: list[str] = []
+    out, index = [], 0
+    for message in messages:
+        if message.get("tool_calls"):
+            calls = []
+            for call in message["tool_calls"]:
+                new = _alphanumeric(hashlib.sha256(f"{row}:{index}".encode()).digest(), length)
+                index += 1
+                if isinstance(call.get("id"), str):
+                    renamed[call["id"]] = new
+                pending.append(new)
+                calls.append({**call, "id": new})
+            message = {**message, "tool_calls": calls}
+        elif message["role"] == "tool":
+            old = message.get("tool_call_id")
+            new = renamed.get(old) if isinstance(old, str) else None
+            if new is None and pending:
+                new = pending[0]
+            if new is not None:
+                if new in pending:
+                    pending.remove(new)
+                message = {**message, "tool_call_id": new}
+        out.append(message)
+    return out
+
+
+def _alphanumeric(digest: bytes, length: int) -> str:
+    alphabet = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    number = int.from_bytes(digest, "big")
+    chars = []
+    for _ in range(length):
+        number, digit = divmod(number, len(alphabet))
+        chars.append(alphabet[digit])
+    return "".join(chars)
 
 
 def apply_template(tokenizer, messages: list[dict], tools: list | None = None, generation_prompt: bool = False) -> str:
@@ -221,6 +306,8 @@ def prepare_messages(messages: list[dict], facts: TemplateFacts, tools: list | N
             "whose template does (e.g. llama-3.1-8b-instruct, mistral-7b)"
         )
     clean = [{k: ("" if k == "content" and v is None else v) for k, v in m.items() if k != "weight"} for m in messages]
+    if facts.tool_call_id_length and not _ids_fit(clean, facts.tool_call_id_length):
+        clean = _with_derived_ids(clean, facts.tool_call_id_length)
     if not clean or clean[0]["role"] != "system" or facts.supports_system_role:
         return clean, False
     system, rest = clean[0], clean[1:]
@@ -314,7 +401,8 @@ def render_for_training(tokenizer, messages: list[dict], tools: list | None = No
             text += tokenizer.eos_token
             end = len(text)
         spans[-1] = (spans[-1][0], end)
-    return RenderedConversation(text, spans, folded)
+    derived = bool(facts.tool_call_id_length) and not _ids_fit(messages, facts.tool_call_id_length)
+    return RenderedConversation(text, spans, folded, derived)
 
 
 def _through_end_of_turn(text: str, end: int, end_of_turn: tuple[str, ...]) -> int:

@@ -56,6 +56,7 @@ class TokenizedExample:
     input_ids: list[int]
     labels: list[int]
     folded_system: bool = False  # the system prompt went into the first user turn
+    derived_tool_ids: bool = False  # tool-call ids replaced by ones the template accepts
 
 
 def tokenize_example(tokenizer, example: Example, train_on_prompt: bool = False) -> TokenizedExample:
@@ -69,11 +70,8 @@ def tokenize_example(tokenizer, example: Example, train_on_prompt: bool = False)
     conversation = render_for_training(tokenizer, example.messages, example.tools)
     encoded = tokenizer(conversation.text, add_special_tokens=False, return_offsets_mapping=True)
     ids = encoded["input_ids"]
-    if train_on_prompt:
-        return TokenizedExample(ids, list(ids), conversation.folded_system)
-    return TokenizedExample(
-        ids, _labels(ids, encoded["offset_mapping"], conversation.spans), conversation.folded_system
-    )
+    labels = list(ids) if train_on_prompt else _labels(ids, encoded["offset_mapping"], conversation.spans)
+    return TokenizedExample(ids, labels, conversation.folded_system, conversation.derived_tool_ids)
 
 
 def _labels(ids: list[int], offsets: list[tuple[int, int]], spans: list[tuple[int, int]]) -> list[int]:

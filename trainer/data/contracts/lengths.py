@@ -31,6 +31,7 @@ class Lengths:
     max_tokens: int | None = None
     windows: dict[int, list[Example]] = field(default_factory=dict)  # row -> its windows
     folded: int = 0  # rows whose system prompt the template folded into the first user turn
+    tool_ids: int = 0  # rows whose tool-call ids were replaced by ones of the length the template demands
 
 
 def check_lengths(
@@ -52,6 +53,7 @@ def check_lengths(
             continue
         counts[i] = len(tokenized.input_ids)
         result.folded += bool(getattr(tokenized, "folded_system", False))
+        result.tool_ids += bool(getattr(tokenized, "derived_tool_ids", False))
     result.max_tokens = max(counts.values(), default=None)
 
     def count(text: str, continues: bool) -> int:

@@ -269,6 +269,11 @@ def _apply_lengths(report: ValidationReport, lengths: Lengths, overlap: int) -> 
             f"{report.rows_windowed} text row(s) over max_seq_length were split into {report.windows} windows "
             f"({overlap} tokens of overlap)"
         )
+    if lengths.tool_ids:
+        report.notes.append(
+            f"{lengths.tool_ids} row(s) call tools and the chat template demands 9-character alphanumeric tool-call "
+            "ids: their ids were derived from each row's content and call index (the same for a call and its result)"
+        )
     if lengths.folded:
         report.notes.append(
             f"{lengths.folded} row(s) have a system prompt and the chat template has no system role: it was put at "
