@@ -49,6 +49,10 @@ EXPECTED: dict[str, tuple] = {
     "llamafactory/v1_dpo_demo.jsonl": ("refused", "--map chosen_messages=messages"),
     "llamafactory/v1_multimodal_demo.jsonl": (0, Q(unsupported_content=5)),
     "llamafactory/v1_sft_demo.jsonl": (0, Q(unresolved_placeholder=5)),
+    # LLaMA-Factory's demo files whole (their exact duplicates are left out, not invalid: test_duplicates.py)
+    "llamafactory/full/alpaca_zh_demo.json": (992, Q()),
+    "llamafactory/full/glaive_toolcall_zh_demo.json": (255, Q(bad_turn_order=2)),  # a call written as text
+    "llamafactory/full/v1_sft_demo.jsonl": (449, Q(unresolved_placeholder=50)),
     "llamafactory/wiki_demo.txt": ("refused", "plain text; set dataset_format: text"),
     "openai/chat_basic.jsonl": (3, Q()),
     "openai/chat_content_parts.jsonl": (3, Q()),
@@ -106,7 +110,8 @@ def test_every_fixture_file_is_read_and_every_row_has_an_outcome(name):
     valid, reasons = expected
     got = {(q.line, q.reason, q.detail) for q in report.quarantined}
     assert (report.rows_valid, dict(report.reasons)) == (valid, reasons), got
-    assert report.rows_total == report.rows_valid + report.rows_quarantined == len(report.quarantined) + len(examples)
+    assert report.rows_valid + report.rows_quarantined == len(report.quarantined) + len(examples)
+    assert report.rows_total == report.rows_valid + report.rows_quarantined + report.rows_duplicate
     assert all(q.reason in REASONS and len(q.detail) > 20 for q in report.quarantined), got
     assert all(q.raw for q in report.quarantined)  # the record's own bytes, to find and fix it
     for example in examples:

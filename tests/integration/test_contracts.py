@@ -129,6 +129,7 @@ def test_report_and_quarantine_files(tmp_path):
         "rows_total": 4,
         "rows_valid": 2,
         "rows_quarantined": 2,
+        "rows_duplicate": 0,
         "top_reasons": {"blank_content": 1, "invalid_json": 1},
         "size_bytes": (data / "a.jsonl").stat().st_size,
         "sha256": saved["files"][0]["sha256"],

@@ -28,13 +28,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import re
 from dataclasses import dataclass
 
 from trainer.config.catalog import architecture_for_template
 from trainer.errors import TemplateRenderError, TemplateTimeoutError
 from trainer.model.deadline import DeadlineExceeded, within
+from trainer.model.turn_parts import LONG_ID, SHORT_ID_LENGTH, ids_fit, turn_end, with_derived_ids
 
 _PLACEHOLDER = "QzqX{}XqzQ"  # survives strip/trim/tojson and never occurs in real text
 _PLACEHOLDER_RE = re.compile(r"QzqX(\d+)XqzQ")
@@ -106,10 +106,6 @@ def template_facts(tokenizer) -> TemplateFacts:
     return facts
 
 
-_LONG_ID = "call_Zq7xY2kP9mW4vR1tB8nL"  # as OpenAI writes them
-_SHORT_ID_LENGTH = 9  # Mistral v0.3's rule, the one such rule among published templates
-
-
 def _required_id_length(tokenizer) -> int | None:
     """9 when the template refuses an OpenAI-style tool-call id but renders a 9-character one, else None."""
 
@@ -123,65 +119,9 @@ def _required_id_length(tokenizer) -> int | None:
         ]
         return _renders(tokenizer, turns, None, [_PROBE_TOOL])
 
-    if probe(_LONG_ID) or not probe("A" * _SHORT_ID_LENGTH):
+    if probe(LONG_ID) or not probe("A" * SHORT_ID_LENGTH):
         return None
-    return _SHORT_ID_LENGTH
-
-
-def _ids_fit(messages: list[dict], length: int) -> bool:
-    """Every tool call and tool result already carries an id the template accepts (kept as they are)."""
-    fits = re.compile(f"[0-9A-Za-z]{{{length}}}").fullmatch
-    for message in messages:
-        for call in message.get("tool_calls") or ():
-            if not isinstance(call.get("id"), str) or not fits(call["id"]):
-                return False
-        if message["role"] == "tool" and not (
-            isinstance(message.get("tool_call_id"), str) and fits(message["tool_call_id"])
-        ):
-            return False
-    return True
-
-
-def _with_derived_ids(messages: list[dict], length: int) -> list[dict]:
-    """Tool-call ids of `length` alphanumeric characters, derived from the row and each call's index (the
-    same row always gets the same ids), each tool result given its call's new id: by the old id when it
-    names one, else in order (ShareGPT function calls carry no ids)."""
-    row = hashlib.sha256(json.dumps(messages, sort_keys=True, default=str).encode("utf-8")).hexdigest()
-    renamed: dict[str, str] = {}
-    pending: list[str] = []
-    out, index = [], 0
-    for message in messages:
-        if message.get("tool_calls"):
-            calls = []
-            for call in message["tool_calls"]:
-                new = _alphanumeric(hashlib.sha256(f"{row}:{index}".encode()).digest(), length)
-                index += 1
-                if isinstance(call.get("id"), str):
-                    renamed[call["id"]] = new
-                pending.append(new)
-                calls.append({**call, "id": new})
-            message = {**message, "tool_calls": calls}
-        elif message["role"] == "tool":
-            old = message.get("tool_call_id")
-            new = renamed.get(old) if isinstance(old, str) else None
-            if new is None and pending:
-                new = pending[0]
-            if new is not None:
-                if new in pending:
-                    pending.remove(new)
-                message = {**message, "tool_call_id": new}
-        out.append(message)
-    return out
-
-
-def _alphanumeric(digest: bytes, length: int) -> str:
-    alphabet = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-    number = int.from_bytes(digest, "big")
-    chars = []
-    for _ in range(length):
-        number, digit = divmod(number, len(alphabet))
-        chars.append(alphabet[digit])
-    return "".join(chars)
+    return SHORT_ID_LENGTH
 
 
 def apply_template(tokenizer, messages: list[dict], tools: list | None = None, generation_prompt: bool = False) -> str:
@@ -230,7 +170,7 @@ def derive_facts(tokenizer) -> TemplateFacts:
         placeholders.update(_LITERAL_PLACEHOLDER.findall(rendered))
         parts = _PLACEHOLDER_RE.split(rendered)
         after = dict(zip((int(i) for i in parts[1::2]), parts[2::2], strict=True))
-        common = _end_of_turn(tokenizer, after[1], after[3])
+        common = turn_end(tokenizer, after[1], after[3])
         end_of_turn = (common,) if common else ()
     except (TemplateRenderError, KeyError, ValueError):
         pass
@@ -251,37 +191,6 @@ def derive_facts(tokenizer) -> TemplateFacts:
         source="derived",
         placeholders=tuple(sorted(placeholders)),
     )
-
-
-def _end_of_turn(tokenizer, after_middle: str, after_last: str) -> str:
-    """What closes an answer: the text both a middle answer (then the next user turn's header) and the
-    last answer (then eos, or nothing) are followed by, cut back to a token boundary.
-
-    The common characters alone can end inside a token: Phi-3 writes `<|end|>\n<|user|>` after a
-    middle answer and `<|end|>\n<|endoftext|>` after the last, which share `<|end|>\n<|`; trained, the
-    span would take in the whole `<|user|>` token (a token is trained when any of its characters is).
-    So: it ends after the tokenizer's eos when eos is in it (Cohere's templates always write the next
-    `<|START_OF_TURN_TOKEN|>`, even after the last answer); else after the last special or added token
-    in it (`<|end|>`); else it is cut to the tokens both texts begin with, tokenized as rendered."""
-    common = os.path.commonprefix([after_middle, after_last])
-    eos = tokenizer.eos_token
-    if eos and eos in common:
-        return common[: common.index(eos) + len(eos)].strip()
-    added = [t for t in {*tokenizer.all_special_tokens, *tokenizer.get_added_vocab()} if t and not t.isspace()]
-    ends = [m.end() for token in added for m in re.finditer(re.escape(token), common)]
-    if ends:
-        return common[: max(ends)].strip()
-    try:
-        middle = tokenizer(after_middle, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
-        last = tokenizer(after_last, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
-    except (NotImplementedError, TypeError, ValueError):  # a slow tokenizer gives no offsets: characters it is
-        return common.strip()
-    boundary = 0
-    for a, b in zip(middle, last, strict=False):
-        if a != b or a[1] > len(common):
-            break
-        boundary = a[1]
-    return common[:boundary].strip()
 
 
 def _renders(tokenizer, messages: list[dict], tools: list | None, expected: list[str]) -> bool:
@@ -306,8 +215,8 @@ def prepare_messages(messages: list[dict], facts: TemplateFacts, tools: list | N
             "whose template does (e.g. llama-3.1-8b-instruct, mistral-7b)"
         )
     clean = [{k: ("" if k == "content" and v is None else v) for k, v in m.items() if k != "weight"} for m in messages]
-    if facts.tool_call_id_length and not _ids_fit(clean, facts.tool_call_id_length):
-        clean = _with_derived_ids(clean, facts.tool_call_id_length)
+    if facts.tool_call_id_length and not ids_fit(clean, facts.tool_call_id_length):
+        clean = with_derived_ids(clean, facts.tool_call_id_length)
     if not clean or clean[0]["role"] != "system" or facts.supports_system_role:
         return clean, False
     system, rest = clean[0], clean[1:]
@@ -401,7 +310,7 @@ def render_for_training(tokenizer, messages: list[dict], tools: list | None = No
             text += tokenizer.eos_token
             end = len(text)
         spans[-1] = (spans[-1][0], end)
-    derived = bool(facts.tool_call_id_length) and not _ids_fit(messages, facts.tool_call_id_length)
+    derived = bool(facts.tool_call_id_length) and not ids_fit(messages, facts.tool_call_id_length)
     return RenderedConversation(text, spans, folded, derived)
 
 
