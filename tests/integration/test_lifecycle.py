@@ -477,6 +477,7 @@ def test_refine_runs_two_nested_stages_the_second_from_the_first_version(lifecyc
             "registered_model_name=lc-refine",
             "element_name=Refine Test",
             f"eval_data_path={eval_dir}",
+            "eval_max_rows=8",  # a seeded 8 of the 12 eval rows scored; all 12 still kept out of training
         ],
     )
     summary = refine(settings)
@@ -486,7 +487,8 @@ def test_refine_runs_two_nested_stages_the_second_from_the_first_version(lifecyc
     assert parent.info.status == "FINISHED" and parent.data.tags["stage_versions"] == "1,2"
     for stage in (first, second):
         assert client.get_run(stage.mlflow_run_id).data.tags["mlflow.parentRunId"] == summary.parent_run_id
-        assert client.get_run(stage.mlflow_run_id).data.metrics["eval_rows"] == 12
+        metrics = client.get_run(stage.mlflow_run_id).data.metrics
+        assert (metrics["eval_rows"], metrics["eval_rows_held_out"]) == (8, 12)
     assert first.train_rows < 0.5 * second.train_rows and second.train_rows <= 360 - 12
     assert second.lineage["parent_model"] == "lc-refine" and second.lineage["parent_version"] == first.model_version
     assert client.get_run(second.mlflow_run_id).data.params["learning_rate"] == "0.0003"

@@ -236,6 +236,14 @@ class LifecycleSettings(BaseModel):
     num_sample_generations: int = Field(
         3, ge=0, description="Held-out answers shown in the run report (prompt, reference, answers)."
     )
+    eval_max_rows: int | None = Field(
+        1000,
+        ge=1,
+        description="Held-out rows scored (eval_loss, eval_perplexity, eval_token_accuracy; for the adapter, the base "
+        "and the champion alike): a seeded sample of N when there are more, the same rows for every model and every "
+        "run on the same data; empty = all. Keeps evaluation's time the same at 10 k and 1 M rows; the summary and "
+        "MLflow (eval_rows, eval_rows_held_out) say how many were used.",
+    )
     eval_generation_rows: int | None = Field(
         64,
         ge=0,

@@ -26,6 +26,7 @@ class DatasetSnapshot:
     rows_overlong: int = 0
     cached: bool = False
     training_hash: str = ""  # the settings that change the weights (trainer/stages/unchanged.py)
+    eval_rows_held_out: int = 0  # held-out rows before eval_max_rows sampled eval_examples from them (0: not sampled)
 
     def with_rows(self, train: list[Example] | None = None, held_out: list[Example] | None = None) -> DatasetSnapshot:
         """This snapshot with other training and/or eval rows (a subset, rows from eval_data_path)."""

@@ -43,3 +43,13 @@ def subset_examples(examples: list, fraction: float, seed: int) -> list:
         if int(hashlib.sha256(f"subset:{seed}:{e.key}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < fraction
     ]
     return chosen or list(examples[:1])
+
+
+def eval_sample(held_out: list, max_rows: int | None, seed: int) -> list:
+    """At most `max_rows` of the held-out rows, chosen by each row's own seeded hash (its own salt):
+    the same rows for the adapter, the base and the champion, and for every run on the same data."""
+    if max_rows is None or len(held_out) <= max_rows:
+        return list(held_out)
+    ranked = sorted(held_out, key=lambda e: hashlib.sha256(f"eval-sample:{seed}:{e.key}".encode()).hexdigest())
+    chosen = {id(e) for e in ranked[:max_rows]}
+    return [e for e in held_out if id(e) in chosen]

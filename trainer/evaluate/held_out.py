@@ -47,10 +47,16 @@ def evaluate(
     model = load_base_model(base_model_dir, settings.quantization_bits, runtime, settings.trust_remote_code)
     model = load_adapter(model, adapter_dir, trainable=False)
     loss, accuracy, tokens, too_long = score(
-        model, tokenizer, eval_examples, settings.max_seq_length, settings.batch_size, settings.chunked_loss
+        model,
+        tokenizer,
+        eval_examples,
+        settings.max_seq_length,
+        settings.batch_size,
+        settings.chunked_loss,
+        "scoring the adapter",
     )
     rows = answer_rows(eval_examples, settings.eval_generation_rows, settings.random_seed)
-    answers = generate(model, tokenizer, [r.prompt for r in rows], settings.max_new_tokens)
+    answers = generate(model, tokenizer, [r.prompt for r in rows], settings.max_new_tokens, "generating (adapter)")
     means, scores = score_answers(answers, [r.reference for r in rows])
     samples = [
         {"prompt": r.prompt[-1]["content"], "reference": r.reference, "output": answer, **row_scores}
@@ -66,6 +72,7 @@ def evaluate(
         samples=samples,
         eval_exact_match=means.get("eval_exact_match"),
         eval_rouge_l=means.get("eval_rouge_l"),
+        eval_generated_rows=len(rows),
     )
     if score_base or champion_adapter_dir is not None:
         _score_baselines(
@@ -98,9 +105,15 @@ def _score_baselines(
 
     def run(label: str) -> None:
         metrics = score_metrics(
-            model, tokenizer, examples, settings.max_seq_length, settings.batch_size, settings.chunked_loss
+            model,
+            tokenizer,
+            examples,
+            settings.max_seq_length,
+            settings.batch_size,
+            settings.chunked_loss,
+            f"scoring the {label}",
         )
-        answers = generate(model, tokenizer, [r.prompt for r in rows], settings.max_new_tokens)
+        answers = generate(model, tokenizer, [r.prompt for r in rows], settings.max_new_tokens, f"generating ({label})")
         means, scores = score_answers(answers, [r.reference for r in rows])
         report.baselines[label] = {**metrics, **means}
         for sample, answer, row_scores in zip(report.samples, answers, scores, strict=True):

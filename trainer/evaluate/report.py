@@ -24,6 +24,7 @@ class EvalReport:
     # The generated answers against the references (trainer.evaluate.answers), when any were generated.
     eval_exact_match: float | None = None
     eval_rouge_l: float | None = None
+    eval_generated_rows: int = 0  # rows eval_exact_match / eval_rouge_l were computed on (eval_generation_rows)
 
     def metrics(self) -> dict[str, float]:
         names = ("eval_loss", "eval_perplexity", "eval_token_accuracy", "eval_exact_match", "eval_rouge_l")

@@ -10,11 +10,18 @@ from __future__ import annotations
 import math
 
 from trainer.data.formats import Example
+from trainer.model.progress import RowProgress
 from trainer.model.tokens import IGNORE_INDEX, tokenize_examples
 
 
 def score(
-    model, tokenizer, examples: list[Example], max_seq_length: int, batch_size: int, chunked_loss: bool = True
+    model,
+    tokenizer,
+    examples: list[Example],
+    max_seq_length: int,
+    batch_size: int,
+    chunked_loss: bool = True,
+    label: str = "scoring",
 ) -> tuple[float, float, int, int]:
     """Mean token loss and accuracy over the answer tokens of `examples` (token-weighted)."""
     import torch
@@ -28,6 +35,7 @@ def score(
     total_loss, correct, counted = 0.0, 0, 0
     chunked = chunked_loss and unsupported_reason(model) is None
     model.eval()
+    progress = RowProgress(label, len(tokenized))
     with torch.no_grad():
         for start in range(0, len(tokenized), batch_size):
             batch = collate(
@@ -38,6 +46,8 @@ def score(
             total_loss += loss_sum
             correct += batch_correct
             counted += batch_counted
+            progress.advance(len(batch["input_ids"]))
+    progress.finish()
     if counted == 0:
         return float("nan"), float("nan"), 0, too_long
     return total_loss / counted, correct / counted, counted, too_long
@@ -68,12 +78,18 @@ def _batch_sums(model, batch, chunked: bool) -> tuple[float, int, int]:
 
 
 def score_metrics(
-    model, tokenizer, examples: list[Example], max_seq_length: int, batch_size: int, chunked_loss: bool = True
+    model,
+    tokenizer,
+    examples: list[Example],
+    max_seq_length: int,
+    batch_size: int,
+    chunked_loss: bool = True,
+    label: str = "scoring",
 ) -> dict[str, float]:
     """score() as the eval_* metrics dict; restores the model's train/eval mode."""
     was_training = model.training
     try:
-        loss, accuracy, tokens, _ = score(model, tokenizer, examples, max_seq_length, batch_size, chunked_loss)
+        loss, accuracy, tokens, _ = score(model, tokenizer, examples, max_seq_length, batch_size, chunked_loss, label)
     finally:
         model.train(was_training)
     if tokens == 0:

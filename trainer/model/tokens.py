@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from trainer.data.formats import Example
 from trainer.errors import TemplateRenderError
+from trainer.model.progress import RowProgress
 from trainer.model.templates import render_for_training, render_prompt
 
 log = logging.getLogger("llm_trainer.tokens")
@@ -100,7 +101,9 @@ def tokenize_rows(
     truncated (a truncated answer teaches the model to stop mid-sentence); rows the chat template
     can't render are left out and listed (validation quarantines them first, so normally none)."""
     rows = TokenizedRows()
+    progress = RowProgress("tokenizing", len(examples))
     for example in examples:
+        progress.advance()
         try:
             tokenized = tokenize_example(tokenizer, example, train_on_prompt)
         except TemplateRenderError as exc:
@@ -111,6 +114,7 @@ def tokenize_rows(
             rows.too_long += 1
             continue
         rows.kept.append(tokenized)
+    progress.finish()
     return rows
 
 

@@ -86,7 +86,18 @@ def run_markdown(
     lines += [
         "## Metrics on the same eval rows",
         "",
-        f"{data.get('eval_rows', 0)} eval rows; lower loss and perplexity, higher token accuracy is better.",
+        f"{data.get('eval_rows', 0)} eval rows scored"
+        + (
+            f" (a seeded sample of the {data['eval_rows_held_out']} held out; eval_max_rows)"
+            if data.get("eval_rows_held_out", 0) > data.get("eval_rows", 0)
+            else ""
+        )
+        + (
+            f", exact match and ROUGE-L on {data['eval_generated_rows']} generated answers"
+            if data.get("eval_generated_rows")
+            else ""
+        )
+        + "; lower loss and perplexity, higher token accuracy is better.",
         "",
     ]
     champion_label = f"champion v{champion_version}" if champion_version else "champion"

@@ -56,7 +56,13 @@ def _record(
     run_id = dataset.run_id
     if settings.enable_metrics and report.metrics():
         registry.log_metrics(
-            run_id, {**report.all_metrics(), "baseline_seconds": report.baseline_seconds}, step=trained.global_step
+            run_id,
+            {
+                **report.all_metrics(),
+                "baseline_seconds": report.baseline_seconds,
+                "eval_generated_rows": report.eval_generated_rows,
+            },
+            step=trained.global_step,
         )
     if report.champion_version:
         registry.set_tags(run_id, {"champion_scored": report.champion_version})

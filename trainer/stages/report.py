@@ -35,6 +35,8 @@ def report_for_run(
             "rows_quarantined": dataset.rows_quarantined,
             "train_rows": len(dataset.train_examples),
             "eval_rows": len(dataset.eval_examples),
+            "eval_rows_held_out": dataset.eval_rows_held_out or len(dataset.eval_examples),
+            "eval_generated_rows": report.eval_generated_rows,
             "contract_version": dataset.contract_version,
             "fingerprint": dataset.fingerprint,
         },

@@ -9,6 +9,7 @@ model trained on.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from trainer.data.contracts.report import ValidationReport, check_gates, write_r
 from trainer.data.contracts.validate import options_from, validate_dataset
 from trainer.data.formats import Example
 from trainer.data.snapshot import DatasetSnapshot
-from trainer.data.split import subset_examples
+from trainer.data.split import eval_sample, subset_examples
 from trainer.errors import SettingsError
 from trainer.model.assets import load_counting_tokenizer, resolve_tokenizer_dir
 
@@ -77,7 +78,16 @@ def select_rows(settings: Settings, dataset: DatasetSnapshot) -> Selection:
         notes.append(
             f"Training on {len(subset)} of {before} rows (train_subset_fraction={settings.train_subset_fraction:g})"
         )
+    held_out = len(dataset.eval_examples)
+    scored = eval_sample(dataset.eval_examples, settings.eval_max_rows, settings.random_seed)
+    if len(scored) < held_out:
+        dataset = dataclasses.replace(dataset.with_rows(held_out=scored), eval_rows_held_out=held_out)
+        notes.append(
+            f"Scoring {len(scored)} of {held_out} held-out rows, a seeded sample "
+            f"(eval_max_rows={settings.eval_max_rows}); the others are still kept out of training"
+        )
     registry.log_metrics(
-        dataset.run_id, {"train_rows": len(dataset.train_examples), "eval_rows": len(dataset.eval_examples)}
+        dataset.run_id,
+        {"train_rows": len(dataset.train_examples), "eval_rows": len(scored), "eval_rows_held_out": held_out},
     )
     return Selection(dataset, notes)

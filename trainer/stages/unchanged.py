@@ -60,6 +60,7 @@ NOT_TRAINING = frozenset(
         # evaluation, promotion and the data gates
         "eval_every_n_iterations",
         "num_sample_generations",
+        "eval_max_rows",
         "eval_generation_rows",
         "max_new_tokens",
         "score_baselines",
