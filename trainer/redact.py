@@ -32,7 +32,8 @@ SECRET_NAME_WORDS = frozenset(
 # Shorter values are too likely to occur by chance ("1", "true") to be worth replacing.
 MIN_SECRET_LENGTH = 6
 MASK = "***"
-_URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/?#@\s]+)@")
+# `scheme:/user:pass@` too: a path setting collapses the `//` of a URL before anything prints it.
+_URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*:/{1,3})(?P<userinfo>[^/?#@\s]+)@")
 # Query parameters that carry a credential: secret-named ones, and signed-URL signatures.
 _SIGNED_URL_PARAMS = {"sig", "signature", "x-amz-signature", "x-amz-credential", "x-amz-security-token"}
 _QUERY_PARAM = re.compile(r"(?P<lead>[?&])(?P<name>[A-Za-z0-9_.-]+)=(?P<value>[^&#\s]+)")

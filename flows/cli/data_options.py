@@ -201,6 +201,8 @@ def check_report_target(report: Path | None, path: Path) -> Path | None:
     device or FIFO, or a file inside the data folder (the next validation would read it as data)."""
     if report is None:
         return None
+    if not report.name or report.name in (".", "..") or report.is_dir():
+        fail(f"--report {str(report)!r}: name a file to write the JSON report to (e.g. report.json)")
     quarantine = report.with_suffix(".quarantine.jsonl")
     for target in (report, quarantine):
         if target.is_symlink() or (target.exists() and not target.is_file()):

@@ -113,6 +113,8 @@ def restore(
         tail = "backup"
     if to is not None and not to.strip():
         fail("--to: empty; name the folder to restore into (or leave --to out for <state>/restored/<backup>)")
+    if to is not None and "://" in to:  # it would become a folder named `s3:` in the current one
+        fail(f"--to {to}: a restore is built in a local folder; name one (a backup may be read from a URL)")
     destination = Path(to) if to else state_dir() / "restored" / tail
     try:
         restored = restore_backup(location, destination, register=register, name=name, base_model=base_model)

@@ -184,6 +184,8 @@ def _empty_files(data: Path) -> None:
         (_mixed, ["--report", "DATA/report.json"], "inside the data folder"),
         (_report_is_a_link, ["--report", "DATA/../report.json"], "report.json is a link or not a regular file"),
         (_report_is_a_link, ["--report", "/dev/null"], "/dev/null is a link or not a regular file"),
+        (_report_is_a_link, ["--report", ""], "name a file to write the JSON report to"),
+        (_report_is_a_link, ["--report", "DATA/.."], "name a file to write the JSON report to"),
         (_mixed, ["--max-seq-length", "64", "--model", "gpt-17"], "--model: unknown architecture 'gpt-17'"),
     ],
     ids=[
@@ -201,6 +203,8 @@ def _empty_files(data: Path) -> None:
         "report-in-data",
         "report-is-a-link",
         "report-is-a-device",
+        "report-empty",
+        "report-a-folder",
         "bad-model",
     ],
 )

@@ -345,3 +345,11 @@ def test_a_resealed_backup_whose_adapter_does_not_load_is_not_restored_or_regist
 def test_restore_to_an_empty_name_is_refused(good_backup):
     result = _cli("restore", str(good_backup), "--to", "")
     assert (result.returncode, result.stderr.strip().splitlines()[0][:18]) == (2, "error: --to: empty")
+
+
+@pytest.mark.parametrize("to", ["s3://bucket/x", "file:///tmp/x"])
+def test_restore_to_a_url_is_refused_not_made_a_local_folder(good_backup, to, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = _cli("restore", str(good_backup), "--to", to)
+    assert result.returncode == 2 and "a restore is built in a local folder" in result.stderr
+    assert not any(p.name.endswith(":") for p in tmp_path.iterdir())

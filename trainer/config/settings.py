@@ -50,6 +50,19 @@ class Settings(OutputSettings, LifecycleSettings, DataSettings, TrainingSettings
             values["batching"] = "packed" if str(packing).strip().lower() in {"true", "1", "yes", "on"} else "padded"
         return values
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_credentials_as_given(cls, values: Any) -> Any:
+        # The values as given, before a path setting turns `https://u:p@h/x` into `https:/u:p@h/x` and a
+        # field's own error message quotes it.
+        if isinstance(values, dict):
+            for key, value in values.items():
+                for text in _strings(value if not isinstance(value, Path) else str(value)):
+                    kind = find_secret(text)
+                    if kind is not None:
+                        raise ValueError(_credential_message(str(key), kind))
+        return values
+
     @model_validator(mode="after")
     def _no_credentials(self) -> Settings:
         # Settings are stored in clear where nothing can redact them afterwards (Prefect's flow-run
@@ -60,13 +73,7 @@ class Settings(OutputSettings, LifecycleSettings, DataSettings, TrainingSettings
             for text in _strings(value):
                 kind = find_secret(text)
                 if kind is not None:
-                    raise ValueError(
-                        f"{key}: holds {kind}; settings are stored in clear (Prefect flow-run parameters, MLflow, the "
-                        "settings file in adapters, checkpoints and backups). Pass credentials through the environment "
-                        "(HF_TOKEN, AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, GOOGLE_APPLICATION_CREDENTIALS, ...), "
-                        "fsspec's own configuration (FSSPEC_<PROTOCOL>_<OPTION> variables, ~/.config/fsspec/) or, for "
-                        "a deployment, a Prefect Secret block in its job variables; see docs/lifecycle.md, Secrets"
-                    )
+                    raise ValueError(_credential_message(key, kind))
         return self
 
     @model_validator(mode="after")
@@ -148,3 +155,13 @@ def _strings(value: Any) -> list[str]:
     if isinstance(value, list):
         return [s for v in value for s in _strings(v)]
     return []
+
+
+def _credential_message(key: str, kind: str) -> str:
+    return (
+        f"{key}: holds {kind}; settings are stored in clear (Prefect flow-run parameters, MLflow, the "
+        "settings file in adapters, checkpoints and backups). Pass credentials through the environment "
+        "(HF_TOKEN, AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, GOOGLE_APPLICATION_CREDENTIALS, ...), "
+        "fsspec's own configuration (FSSPEC_<PROTOCOL>_<OPTION> variables, ~/.config/fsspec/) or, for "
+        "a deployment, a Prefect Secret block in its job variables; see docs/lifecycle.md, Secrets"
+    )
