@@ -32,8 +32,10 @@ SECRET_NAME_WORDS = frozenset(
 # Shorter values are too likely to occur by chance ("1", "true") to be worth replacing.
 MIN_SECRET_LENGTH = 6
 MASK = "***"
-# `scheme:/user:pass@` too: a path setting collapses the `//` of a URL before anything prints it.
-_URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*:/{1,3})(?P<userinfo>[^/?#@\s]+)@")
+_URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/?#@\s]+)@")
+# `scheme:/user:password@` too: a path setting collapses the `//` of a URL before anything prints it.
+# A password is required in this form: `models:/name@champion` is an MLflow URI, not a credential.
+_COLLAPSED_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*:/)(?P<userinfo>[^/?#@\s:]+:[^/?#@\s]+)@")
 # Query parameters that carry a credential: secret-named ones, and signed-URL signatures.
 _SIGNED_URL_PARAMS = {"sig", "signature", "x-amz-signature", "x-amz-credential", "x-amz-security-token"}
 _QUERY_PARAM = re.compile(r"(?P<lead>[?&])(?P<name>[A-Za-z0-9_.-]+)=(?P<value>[^&#\s]+)")
@@ -73,7 +75,7 @@ def find_secret(text: str) -> str | None:
     for name, value in os.environ.items():
         if is_secret_name(name) and len(value) >= MIN_SECRET_LENGTH and value in text:
             return f"the value of the environment variable {name}"
-    if _URL_USERINFO.search(text):
+    if _URL_USERINFO.search(text) or _COLLAPSED_USERINFO.search(text):
         return "credentials in a URL (scheme://user:password@...)"
     for match in _QUERY_PARAM.finditer(text):
         if _secret_query_param(match["name"]):
@@ -91,7 +93,8 @@ def redact(text: str) -> str:
     for value in secret_values():
         if value in text:
             text = text.replace(value, MASK)
-    text = _URL_USERINFO.sub(lambda m: f"{m['scheme']}{MASK}@", text)
+    for pattern in (_URL_USERINFO, _COLLAPSED_USERINFO):
+        text = pattern.sub(lambda m: f"{m['scheme']}{MASK}@", text)
     text = _QUERY_PARAM.sub(
         lambda m: f"{m['lead']}{m['name']}={MASK}" if _secret_query_param(m["name"]) else m[0], text
     )

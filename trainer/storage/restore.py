@@ -30,6 +30,7 @@ from pathlib import Path
 from trainer.errors import BackupError
 from trainer.layout import BACKUP_MANIFEST
 from trainer.storage.backup import BackupManifest, check_entry, check_no_link, open_location, sha256_file, verify
+from trainer.storage.loadable import NotLoadable, check_loadable
 
 log = logging.getLogger("llm_trainer.restore")
 
@@ -187,6 +188,10 @@ def restore(
             raise BackupError(f"{location}: no adapter/ in this backup; nothing to restore a model from")
         base_dir, reference = base_for(files_dir, base_model)
         _check_adapter(location, adapter_dir)
+        try:
+            check_loadable(base_dir, adapter_dir)
+        except NotLoadable as exc:
+            raise BackupError(f"{location}: the restored model would not load: {exc}; not restored") from None
         bits = reference.get("quantization_bits")
         max_new_tokens = int(reference.get("max_new_tokens") or 64)
         registry.save_adapter_model(
