@@ -26,8 +26,11 @@ class OneLineErrors(TyperGroup):
 
         try:
             return super().invoke(ctx)
+        except _usage_errors() as exc:  # a bad option or value of a command: one line too, exit 2
+            name = ctx.invoked_subcommand or ""
+            fail(f"{exc.format_message()} (see `llm-trainer {name} --help`)", 2)
         except (typer.Exit, typer.Abort, typer.TyperException):
-            raise  # fail()'s exit, --help, usage errors (exit 2): typer's own way out
+            raise  # fail()'s exit, --help: typer's own way out
         except PipelineError as exc:
             fail(str(exc), 1)
         except OSError as exc:
@@ -37,6 +40,24 @@ class OneLineErrors(TyperGroup):
             fail(
                 f"unexpected {type(exc).__name__}: {_first_line(exc)} (a bug; its traceback: {_keep_traceback(exc)})", 1
             )
+
+
+def _usage_errors() -> tuple[type[Exception], ...]:
+    """The usage-error classes of the click typer runs on: its vendored copy (typer 0.29+) and click."""
+    kinds: list[type[Exception]] = []
+    try:
+        from typer._click.exceptions import UsageError as Vendored
+
+        kinds.append(Vendored)
+    except ImportError:  # pragma: no cover - a typer that uses click itself
+        pass
+    try:
+        from click.exceptions import UsageError
+
+        kinds.append(UsageError)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(kinds)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -105,3 +105,27 @@ def test_a_template_that_writes_a_literal_placeholder_is_warned_about(root, tmp_
         derive_facts(load_tokenizer(save_tokenizer(published_spec(clean), root / "trl-llama31-clean"))).placeholders
         == ()
     )
+
+
+def test_a_plain_text_end_that_merges_into_the_next_header_is_trained_whole(root):
+    """`[/INST]` as plain text, then `<b>user:`: the BPE merges `]<` across the turn's edge after a
+    middle answer. The end of turn is still `[/INST]` (cut where the last answer's turn ends), so each
+    answer's trained text holds the whole marker (the merged `<` with it, as documented)."""
+    template = (
+        "{% for m in messages %}<b>{{ m['role'] }}: {{ m['content'] }}[/INST]{% endfor %}"
+        "{% if add_generation_prompt %}<b>assistant: {% endif %}"
+    )
+    spec = {
+        "chat_template": template,
+        "bos_token": "<s>",
+        "eos_token": "</s>",
+        "pad_token": None,
+        "unk_token": None,
+        "additional_special_tokens": [],
+        "add_bos_token": False,
+    }
+    tokenizer = load_tokenizer(save_tokenizer(spec, root / "inst-merge"))
+    assert derive_facts(tokenizer).end_of_turn == ("[/INST]",)
+    rendered = render_for_training(tokenizer, _conversation(False))
+    for (start, end), answer in zip(rendered.spans, ANSWERS, strict=True):
+        assert rendered.text[start:end] == f"{answer}[/INST]"

@@ -42,7 +42,14 @@ def test_an_os_error_names_its_file(broken_models):
     assert (result.returncode, result.stderr.strip()) == (1, "error: /some/file: Permission denied")
 
 
-def test_help_and_usage_errors_are_typers_own():
+def test_help_is_typers_own_and_a_usage_error_is_one_line():
     assert invoke("models", "--help").returncode == 0
-    usage = invoke("models", "--no-such-option")
-    assert usage.returncode == 2 and "No such option" in usage.stderr and "unexpected" not in usage.stderr
+    for args, needle in [
+        (["models", "--no-such-option"], "No such option: --no-such-option"),
+        (["tokens", ".", "--rows", "0"], "Invalid value for '--rows'"),
+        (["validate", ".", "--bogus"], "No such option: --bogus"),
+    ]:
+        usage = invoke(*args)
+        lines = usage.stderr.strip().splitlines()
+        assert usage.returncode == 2 and len(lines) == 1, usage.stderr
+        assert lines[0].startswith("error: ") and needle in lines[0] and "unexpected" not in lines[0], lines[0]

@@ -1,6 +1,8 @@
 """Row shapes → the messages training takes: turns, content parts, weights, tool calls, merges, and
 the rows and fields that are refused, each with its reason."""
 
+import json
+
 import pytest
 
 from trainer.data.formats import detect_format, preference_mapping
@@ -96,6 +98,10 @@ def test_tool_calls_in_every_spelling_become_one_shape():
     twice = [{"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": '"{\\"x\\": 1}"'}}]}]
     reason, detail = refused(twice)
     assert reason == "wrong_type" and "is a JSON string that decodes to a string" in detail, detail
+    sharegpt_twice = {"from": "function_call", "value": json.dumps(json.dumps({"name": "f", "arguments": {}}))}
+    shape = [{"from": "human", "value": "q"}, sharegpt_twice, {"from": "observation", "value": "1"}]
+    with pytest.raises(RowProblem, match="conversations\\[1\\].value is a JSON string that decodes to a string"):
+        conversation(shape, "conversations")
     as_list = [{"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": "[1, 2]"}}]}]
     assert "is a JSON string that decodes to a list, expected an object" in refused(as_list)[1]
 

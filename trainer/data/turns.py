@@ -90,9 +90,15 @@ def parse_json_field(value: Any, where: str) -> Any:
     if not isinstance(value, str):
         return value
     try:
-        return orjson.loads(value) if orjson is not None else json.loads(value)
+        parsed = orjson.loads(value) if orjson is not None else json.loads(value)
     except ValueError:
         raise RowProblem("invalid_json", f"{where} is a string that is not valid JSON") from None
+    if isinstance(parsed, str):  # OpenAI's cookbook ships such rows: the JSON text encoded a second time
+        raise RowProblem(
+            "wrong_type",
+            f"{where} is a JSON string that decodes to a string, not to an object or a list (JSON encoded twice?)",
+        )
+    return parsed
 
 
 class Conversation:
@@ -312,13 +318,6 @@ def _function(function: Any, where: str, call_id: str | None) -> dict[str, Any]:
         raise RowProblem("missing_field", f"{where} names no function")
     raw = function.get("arguments", {})
     arguments = parse_json_field(raw, f"{where}.arguments")
-    if isinstance(raw, str) and isinstance(arguments, str):
-        # OpenAI's cookbook ships such rows: the JSON text encoded a second time.
-        raise RowProblem(
-            "wrong_type",
-            f"{where}.arguments is a JSON string that decodes to a string, not an object (JSON encoded twice?); "
-            "expected an object or the JSON text of one",
-        )
     if not isinstance(arguments, dict):
         where_from = f"a JSON string that decodes to {kind(arguments)}" if isinstance(raw, str) else kind(arguments)
         raise RowProblem("wrong_type", f"{where}.arguments is {where_from}, expected an object")

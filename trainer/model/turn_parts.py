@@ -21,7 +21,11 @@ def turn_end(tokenizer, after_middle: str, after_last: str) -> str:
     span would take in the whole `<|user|>` token (a token is trained when any of its characters is).
     So: it ends after the tokenizer's eos when eos is in it (Cohere's templates always write the next
     `<|START_OF_TURN_TOKEN|>`, even after the last answer); else after the last special or added token
-    in it (`<|end|>`); else it is cut to the tokens both texts begin with, tokenized as rendered."""
+    in it (`<|end|>`); else (a plain-text end like `[/INST]`) it is cut to a token boundary of the text
+    after the last answer, where the turn really ends. After a middle answer the next header's first
+    character may merge into the end's last token (`]<` before `<b>user`); that token is then trained,
+    as a merged token at an answer's start is (trainer/model/tokens.py), rather than leave the end
+    string's last character untaught."""
     common = os.path.commonprefix([after_middle, after_last])
     eos = tokenizer.eos_token
     if eos and eos in common:
@@ -31,16 +35,10 @@ def turn_end(tokenizer, after_middle: str, after_last: str) -> str:
     if ends:
         return common[: max(ends)].strip()
     try:
-        middle = tokenizer(after_middle, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
         last = tokenizer(after_last, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
     except (NotImplementedError, TypeError, ValueError):  # a slow tokenizer gives no offsets: characters it is
         return common.strip()
-    boundary = 0
-    for a, b in zip(middle, last, strict=False):
-        if a != b or a[1] > len(common):
-            break
-        boundary = a[1]
-    return common[:boundary].strip()
+    return common[: max((end for _, end in last if end <= len(common)), default=0)].strip()
 
 
 def ids_fit(messages: list[dict], length: int) -> bool:
