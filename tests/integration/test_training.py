@@ -116,3 +116,30 @@ def test_an_incomplete_checkpoint_is_skipped(tmp_path, tiny_model_dir, examples)
     broken.mkdir()
     (broken / "trainer_state.json").write_text("{}")  # as if killed mid-write
     assert latest_checkpoint(tmp_path / "checkpoints").name == "checkpoint-6"
+
+
+def test_training_rows_are_prepared_once_and_reused_by_the_next_attempt(
+    tmp_path, tiny_model_dir, examples, monkeypatch
+):
+    """The tokenized rows live under <state>/prepared/<key>/ (memory-mapped Arrow): a retry, a resume or
+    the next run on the same rows and settings maps them instead of tokenizing again, and trains the
+    same adapter; another max_seq_length is another key; a folder a killed process left half-written
+    (no prepared.json) is prepared again."""
+    monkeypatch.setenv("LLM_TRAINER_HOME", str(tmp_path / "state"))
+
+    def run(name: str, **changes):
+        out = tmp_path / name
+        result = train(
+            TrainJob(_small_settings(out, max_steps=2, **changes), tiny_model_dir, examples, out), show_progress=False
+        )
+        return result, load_file(out / "adapter" / "adapter_model.safetensors")
+
+    (first, a), (second, b) = run("a"), run("b")
+    assert (first.rows_prepared, second.rows_prepared) == ("prepared", "reused")
+    assert all(torch.equal(a[k], b[k]) for k in a) and first.train_examples == second.train_examples == 48
+    prepared = [p for p in (tmp_path / "state" / "prepared").iterdir() if p.is_dir()]
+    assert len(prepared) == 1 and (prepared[0] / "prepared.json").is_file()
+    (prepared[0] / "prepared.json").unlink()  # as if killed before it was whole
+    assert run("c")[0].rows_prepared == "prepared"
+    assert run("d", max_seq_length=128)[0].rows_prepared == "prepared"  # other tokens, other key
+    assert len([p for p in (tmp_path / "state" / "prepared").iterdir() if p.is_dir()]) == 2

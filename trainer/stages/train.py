@@ -55,6 +55,7 @@ def train_for_run(
             "resumed_from": result.resumed_from or "",
             "batching": result.runtime.get("batching", ""),
             "training_processes": result.runtime.get("processes", "1"),
+            "train_rows_prepared": result.rows_prepared,
             "output_dir": result.output_dir,
         },
     )
@@ -67,6 +68,7 @@ def train_for_run(
             "rows_too_long": result.rows_too_long,
             "trainable_parameters": result.trainable_parameters,
             "padding_fraction": result.padding_fraction,
+            "prepare_seconds": result.prepare_seconds,
         },
         step=result.global_step,
     )

@@ -31,20 +31,6 @@ BATCHING_WORDS = {
 }
 
 
-class ListDataset:
-    """A map-style dataset over tokenized examples (the Trainer needs __len__/__getitem__)."""
-
-    def __init__(self, items):
-        self.items = items
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, index: int) -> dict[str, list[int]]:
-        item = self.items[index]
-        return {"input_ids": item.input_ids, "labels": item.labels}
-
-
 def memory_options(settings: Settings, runtime: Runtime) -> dict[str, bool]:
     """What the Trainer subclass does to keep memory down, from the recipe the memory estimate
     models (trainer.model.memory.recipe_for), so the estimate and the run cannot disagree."""

@@ -102,6 +102,8 @@ class TrainResult:
     non_padding_tokens: int = 0  # tokens the loop trained on, padding excluded (all processes)
     padding_fraction: float = 0.0  # share of the batch positions that were padding
     checkpoints: list[str] = field(default_factory=list)
+    rows_prepared: str = ""  # "prepared" (tokenized now) or "reused" (tokenized by an earlier attempt or run)
+    prepare_seconds: float = 0.0
 
 
 def spec_settings(spec_path: Path) -> Settings:

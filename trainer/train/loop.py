@@ -23,15 +23,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from trainer.config.settings import Settings
+from trainer.config.state import state_dir
 from trainer.errors import NonFiniteError, OutOfSpaceError, SettingsError
 from trainer.layout import ADAPTER_DIR, CHECKPOINT_STAGING, CHECKPOINTS_DIR, SETTINGS_FILE
 from trainer.model.loading import attach_lora, load_adapter, load_base_model, load_tokenizer, trainable_parameters
 from trainer.model.memory import GIB, estimate_for_settings, fit_advice
 from trainer.model.runtime import Runtime, pick_runtime, process_rank, world_size
-from trainer.model.tokens import ensure_chat_template, tokenize_examples
+from trainer.model.tokens import ensure_chat_template
 from trainer.train.arguments import (
     BATCHING_WORDS,
-    ListDataset,
     build_collator,
     memory_options,
     resolve_batching,
@@ -39,6 +39,7 @@ from trainer.train.arguments import (
 )
 from trainer.train.checkpoints import latest_checkpoint, verify_checkpoint, warn_if_world_size_changed
 from trainer.train.job import TrainJob, TrainResult
+from trainer.train.prepared import PREPARED_DIR, prepare
 
 log = logging.getLogger("llm_trainer.training")
 
@@ -65,10 +66,16 @@ def train(job: TrainJob, metrics_sink: MetricsSink | None = None, show_progress:
     tokenizer = load_tokenizer(job.base_model_dir, settings.trust_remote_code)
     if ensure_chat_template(tokenizer):
         log.info("The base tokenizer has no chat template; using the pipeline's default template")
-    tokenized, too_long = tokenize_examples(
-        tokenizer, job.train_examples, settings.max_seq_length, settings.train_on_prompt
+    prepared = prepare(
+        job.train_examples,
+        tokenizer,
+        job.base_model_dir,
+        settings.max_seq_length,
+        settings.train_on_prompt,
+        state_dir() / PREPARED_DIR,
     )
-    if not tokenized:
+    tokenized, too_long = prepared.rows, prepared.too_long
+    if not len(tokenized):
         raise SettingsError(
             f"max_seq_length: all {len(job.train_examples)} training rows are longer than {settings.max_seq_length} "
             "tokens"
@@ -113,6 +120,8 @@ def train(job: TrainJob, metrics_sink: MetricsSink | None = None, show_progress:
         non_padding_tokens=non_padding_tokens,
         padding_fraction=1 - non_padding_tokens / batch_positions if batch_positions else 0.0,
         checkpoints=sorted(p.name for p in checkpoints_dir.glob("checkpoint-*")),
+        rows_prepared="reused" if prepared.reused else "prepared",
+        prepare_seconds=prepared.seconds,
     )
 
 
@@ -230,7 +239,7 @@ def _build_trainer(
     trainer = PipelineTrainer(
         model=model,
         args=training_arguments(settings, job.output_dir / CHECKPOINTS_DIR, runtime, batching),
-        train_dataset=ListDataset(tokenized),
+        train_dataset=tokenized,
         data_collator=build_collator(tokenizer, packed=batching == "packed"),
         callbacks=callbacks,
         settings_yaml=settings.to_yaml(),
