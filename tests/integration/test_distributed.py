@@ -129,6 +129,8 @@ def test_two_nodes_meet_on_the_loopback(tiny_model_dir, tmp_path, monkeypatch):
     assert result.global_step == 3
     assert result.runtime["processes"] == "2"
     assert _checkpoint_files(tmp_path / "checkpoints" / "checkpoint-3") >= {"rng_state_0.pth", "rng_state_1.pth"}
+    # Rank 0 says whether it tokenized the rows or mapped those the other process prepared under the lock.
+    assert any("Training rows prepared:" in line or "Training rows reused" in line for line in lines)
 
 
 def test_a_worker_value_error_is_not_a_crash(tiny_model_dir, tmp_path):

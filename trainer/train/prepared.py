@@ -127,7 +127,10 @@ def _write(folder: Path, examples: list[Example], tokenizer, max_seq_length: int
                 }
             ),
         )
-        dataset.save_to_disk(str(staging / "rows"))
+        if len(dataset):  # `datasets` can't load an empty saved dataset back; none is saved
+            dataset.save_to_disk(str(staging / "rows"))
+        else:
+            staging.mkdir(parents=True)
         meta = {"rows": len(rows.kept), "too_long": rows.too_long, "unrenderable": len(rows.unrenderable)}
         (staging / "prepared.json").write_text(json.dumps(meta), encoding="utf-8")  # last: marks it whole
         if folder.exists():
@@ -141,7 +144,8 @@ def _load(folder: Path, reused: bool, started: float, key: str) -> Prepared:
     import datasets
 
     meta = json.loads((folder / "prepared.json").read_text(encoding="utf-8"))
-    dataset = datasets.load_from_disk(str(folder / "rows"))  # memory-mapped Arrow
+    # Memory-mapped Arrow; no rows (every one too long or unrenderable): the caller says so.
+    dataset = datasets.load_from_disk(str(folder / "rows")) if meta["rows"] else []
     return Prepared(
         rows=PreparedRows(dataset),
         too_long=int(meta["too_long"]),
