@@ -143,3 +143,20 @@ def test_training_rows_are_prepared_once_and_reused_by_the_next_attempt(
     assert run("c")[0].rows_prepared == "prepared"
     assert run("d", max_seq_length=128)[0].rows_prepared == "prepared"  # other tokens, other key
     assert len([p for p in (tmp_path / "state" / "prepared").iterdir() if p.is_dir()]) == 2
+
+
+def _prepare_in_a_process(args) -> bool:
+    from trainer.model.assets import load_counting_tokenizer
+    from trainer.train.prepared import prepare
+
+    tokenizer_dir, examples, root = args
+    return prepare(examples, load_counting_tokenizer(tokenizer_dir), tokenizer_dir, 256, False, root).reused
+
+
+def test_processes_starting_together_prepare_the_rows_once(tmp_path, tiny_model_dir, examples):
+    """As the processes of a data-parallel launch do: the first under the lock tokenizes, the others map."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(3) as pool:
+        reused = pool.map(_prepare_in_a_process, [(tiny_model_dir, examples, tmp_path / "prepared")] * 3)
+    assert sorted(reused) == [False, True, True]
