@@ -128,6 +128,7 @@ def _write(folder: Path, examples: list[Example], tokenizer, max_seq_length: int
             ),
         )
         if len(dataset):  # `datasets` can't load an empty saved dataset back; none is saved
+            datasets.disable_progress_bars()  # our log line says what was prepared, once
             dataset.save_to_disk(str(staging / "rows"))
         else:
             staging.mkdir(parents=True)
