@@ -46,9 +46,8 @@ def main(rows: int) -> None:
         started = time.perf_counter()
         prepared = prepare(examples, tokenizer, tokenizer_dir, 1024, False, root)
         seconds.append(time.perf_counter() - started)
-        print(
-            f"{attempt} attempt: {'reused' if prepared.reused else 'prepared'} {len(prepared.rows):,} rows in {seconds[-1]:.2f} s"
-        )
+        what = "reused" if prepared.reused else "prepared"
+        print(f"{attempt} attempt: {what} {len(prepared.rows):,} rows in {seconds[-1]:.2f} s")
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
     print(f"RATIO prepare_second_over_first {seconds[1] / seconds[0]:.3f}")
 
