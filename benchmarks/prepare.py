@@ -4,7 +4,7 @@ Synthetic support-chat rows (a user question and an answer of one to five senten
 model's tokenizer; `trainer.train.prepared.prepare` twice on the same rows and settings, in a fresh
 folder, as a retry, a resume or the next run on the same data would call it.
 
-    python benchmarks/prepare.py [ROWS]       # default 100,000
+    python benchmarks/prepare.py [ROWS] [MODEL_DIR]   # default 100,000 rows, the tiny model (built once)
 
 Last line: `RATIO prepare_second_over_first X` (the aim in the real-sized data issue: <= 0.05).
 """
@@ -20,13 +20,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-def main(rows: int) -> None:
+def main(rows: int, model_dir: Path | None = None) -> None:
     from trainer.data.formats import Example
     from trainer.model.assets import load_counting_tokenizer
     from trainer.model.tiny import ensure_tiny_model
     from trainer.train.prepared import prepare
 
-    tokenizer_dir = ensure_tiny_model()
+    tokenizer_dir = model_dir or ensure_tiny_model()
     tokenizer = load_counting_tokenizer(tokenizer_dir)
     examples = [
         Example(
@@ -53,4 +53,4 @@ def main(rows: int) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 100_000)
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 100_000, Path(sys.argv[2]) if len(sys.argv) > 2 else None)
