@@ -58,6 +58,10 @@ def registered(tiny_model_dir, tmp_path_factory) -> str:
     return str(version.version)
 
 
+def _sigint_as_in_a_terminal() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -81,6 +85,9 @@ def test_serve_answers_over_rest_and_a_signal_leaves_no_process(registered, stop
     cli = subprocess.Popen(
         [CLI, "serve", NAME, "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True,  # like a terminal: Ctrl-C reaches the CLI's own process group only
+        # As in a terminal, SIGINT is not ignored, however the tests were started (`nohup make test &`
+        # ignores it, and a process started with SIGINT ignored keeps it ignored: Ctrl-C would do nothing).
+        preexec_fn=_sigint_as_in_a_terminal,
         env={**os.environ, "MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT": str(REQUEST_TIMEOUT)},
     )  # fmt: skip
     children: list[psutil.Process] = []
