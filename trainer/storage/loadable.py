@@ -32,7 +32,14 @@ class NotLoadable(ValueError):
 
 
 def check_loadable(base_dir: Path | None, adapter_dir: Path) -> None:
+    from trainer.errors import CheckpointError
+    from trainer.train.checkpoints import verify_adapter
+
     config = _adapter_config(adapter_dir)
+    try:
+        verify_adapter(adapter_dir)  # the adapter weights load (the same check a resume makes)
+    except CheckpointError as exc:
+        raise NotLoadable(f"adapter/{str(exc).rsplit(': ', 1)[-1]}") from None  # without the staging path
     adapter_shapes = _header_shapes(adapter_dir / "adapter_model.safetensors", "adapter/adapter_model.safetensors")
     if base_dir is not None:
         expected = _base_parameters(base_dir)

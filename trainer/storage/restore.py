@@ -94,26 +94,6 @@ def fetch(location: str, manifest: BackupManifest, files_dir: Path) -> Path:
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
-def _check_adapter(location: str, adapter_dir: Path) -> None:
-    """The adapter loads before anything is built or registered from it: a re-sealed backup (its
-    manifest rewritten to match) may carry any bytes, and a registered champion that can't load
-    would stop `serve` and every resume from it."""
-    from trainer.errors import CheckpointError
-    from trainer.train.checkpoints import verify_adapter
-
-    try:
-        config = json.loads((adapter_dir / "adapter_config.json").read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise BackupError(f"{location}: adapter/adapter_config.json is not valid JSON; not restored") from None
-    if not isinstance(config, dict):
-        raise BackupError(f"{location}: adapter/adapter_config.json is not a JSON object; not restored")
-    try:
-        verify_adapter(adapter_dir)
-    except CheckpointError as exc:
-        detail = str(exc).rsplit(": ", 1)[-1]  # the file and what is wrong, without the staging path
-        raise BackupError(f"{location}: the backup's adapter does not load: {detail}; not restored") from None
-
-
 def _check_reference(reference: dict) -> None:
     """The values a restore uses from base_reference.json, of the types the pipeline writes."""
     checks = {
@@ -187,7 +167,6 @@ def restore(
         if not (adapter_dir / "adapter_config.json").is_file():
             raise BackupError(f"{location}: no adapter/ in this backup; nothing to restore a model from")
         base_dir, reference = base_for(files_dir, base_model)
-        _check_adapter(location, adapter_dir)
         try:
             check_loadable(base_dir, adapter_dir)
         except NotLoadable as exc:
