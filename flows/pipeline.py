@@ -19,6 +19,7 @@ from tasks import (
     validate_data,
 )
 from trainer.config.settings import Settings
+from trainer.stages.select import needs_selection
 from trainer.stages.summary import PipelineSummary, summarize
 
 
@@ -31,7 +32,7 @@ def llm_trainer(settings: Settings, parent_run_id: str | None = None) -> Pipelin
     same data with the same training settings. Every stage is a retryable Prefect task; see docs/architecture.md.
     `parent_run_id` nests this run's MLflow run under another (the refine flow's)."""
     dataset = validate_data(settings)
-    if settings.eval_data_path is not None or settings.train_subset_fraction < 1:
+    if needs_selection(settings, dataset):  # eval_data_path, train_subset_fraction or more held out than eval_max_rows
         dataset = select_rows(settings, dataset)
     if settings.skip_if_unchanged and (unchanged := skip_if_unchanged(settings, dataset)) is not None:
         return unchanged  # the champion was trained on this data with these settings: nothing to do

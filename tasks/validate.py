@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -31,8 +32,8 @@ def _key_from_parameters(context, parameters) -> str:
 @pipeline_task("check-data", cache_key_fn=_key_from_parameters, cache_expiration=timedelta(days=7), persist_result=True)
 def check_data(
     settings: Settings, data_path: Path, tokenizer_dir: Path, cache_key: str
-) -> tuple[ValidationReport, list[Example]]:
-    return stage.check_data(settings, data_path, tokenizer_dir)
+) -> tuple[ValidationReport, Sequence[Example]]:
+    return stage.check_data(settings, data_path, tokenizer_dir, cache_key)
 
 
 # Not retried: bad data does not get better by trying again. Idempotency comes from the MLflow run
@@ -49,6 +50,10 @@ def validate_data(settings: Settings) -> DatasetSnapshot:
     key = stage.validation_cache_key(settings, data_path, tokenizer_dir)
     state = check_data(settings, data_path, tokenizer_dir, key, return_state=True)
     report, examples = state.result()
+    if not stage.validated_rows_present(examples):  # a cached result whose rows file was removed since
+        logger.info("The cached validation's rows are gone from the state folder; validating again")
+        state = check_data.with_options(refresh_cache=True)(settings, data_path, tokenizer_dir, key, return_state=True)
+        report, examples = state.result()
     cached = state.name == "Cached"
     logger.info(
         "Validated %s%s: %d rows, %d valid, %d quarantined, %d exact duplicates left out, %d over max_seq_length=%d "

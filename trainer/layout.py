@@ -5,6 +5,7 @@ runs, checkpoints, adapters and backups, so a writer and its reader can never di
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path, PurePosixPath
 
 # Inside every checkpoint and adapter folder: the run's settings (redacted), so a folder says how
@@ -21,6 +22,30 @@ MERGED_MARKER = "llm_trainer_merged.json"
 # Inside a run's output folder.
 ADAPTER_DIR = "adapter"
 CHECKPOINTS_DIR = "checkpoints"
+# Under the state folder: the valid rows of a validation (keyed by its cache key) and the tokenized
+# training rows (keyed by their content), each folder beside a `<key>.lock` file.
+VALIDATED_DIR = "validated"
+EXAMPLES_FILE = "examples.arrow"  # in each validated/<key>/ folder
+PREPARED_DIR = "prepared"
+KEEP_KEYED = 5  # keyed folders kept under each (the most recently used)
+
+
+def prune_keyed(root: Path, keep: int = KEEP_KEYED) -> None:
+    """Only the `keep` most recently used keyed folders under `root` stay; one another process holds
+    the lock of is never removed."""
+    from filelock import FileLock, Timeout
+
+    folders = sorted(
+        (p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
+        key=lambda p: p.stat().st_mtime,
+        reverse=True,
+    )
+    for old in folders[keep:]:
+        try:
+            with FileLock(str(root / f"{old.name}.lock"), timeout=0):
+                shutil.rmtree(old, ignore_errors=True)
+        except Timeout:
+            continue
 
 
 def is_plain_relative(name: object) -> bool:

@@ -8,6 +8,9 @@ max_seq_length, windows, the base model), and the flags below override those one
 
 from __future__ import annotations
 
+import atexit
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -224,12 +227,15 @@ def read_rows(path: Path, choice: DataChoice, tokenizer, report: Path | None = N
 
     quarantine = check_report_target(report, path)
     settings = choice.settings
+    scratch = Path(tempfile.mkdtemp(prefix="llm-trainer-rows-"))  # the valid rows on disk, not in memory
+    atexit.register(shutil.rmtree, scratch, ignore_errors=True)
     try:
         result, examples = validate_dataset(
             path,
             None,
             tokenizer=tokenizer if choice.count_tokens else None,
             max_seq_length=settings.max_seq_length if choice.count_tokens else None,
+            examples_path=scratch / "examples.arrow",
             **options_from(settings),
         )
     except (DataUnusableError, ContractError) as exc:

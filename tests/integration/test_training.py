@@ -160,3 +160,32 @@ def test_processes_starting_together_prepare_the_rows_once(tmp_path, tiny_model_
     with multiprocessing.get_context("spawn").Pool(3) as pool:
         reused = pool.map(_prepare_in_a_process, [(tiny_model_dir, examples, tmp_path / "prepared")] * 3)
     assert sorted(reused) == [False, True, True]
+
+
+def test_a_view_of_the_validated_table_trains_like_the_list_and_the_sampler_reads_no_row(
+    tmp_path, tiny_model_dir, examples, monkeypatch
+):
+    """What the validate stage hands on (a view of the rows on disk) trains the same adapter as the
+    rows in memory; the length-grouped sampler takes the lengths stored with the prepared rows
+    instead of reading every row to measure it."""
+    from trainer.data.example_table import ExampleWriter
+    from trainer.train.prepared import PreparedRows
+
+    writer = ExampleWriter(tmp_path / "rows.arrow")
+    writer.add(reversed(examples))
+    view = writer.close().select(list(range(len(examples) - 1, -1, -1)))  # the rows in their own order
+    assert list(view) == list(examples)
+    read: list[int] = []
+    original = PreparedRows.__getitem__
+    monkeypatch.setattr(PreparedRows, "__getitem__", lambda self, i: read.append(i) or original(self, i))
+
+    def adapter(name: str, rows):
+        monkeypatch.setenv("LLM_TRAINER_HOME", str(tmp_path / f"state-{name}"))  # each prepares its own
+        out = tmp_path / name
+        settings = _small_settings(out, max_steps=2, batching="grouped")
+        train(TrainJob(settings, tiny_model_dir, rows, out), show_progress=False)
+        return load_file(out / "adapter" / "adapter_model.safetensors")
+
+    a, b = adapter("list", examples), adapter("view", view)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert len(read) <= 2 * 2 * 8  # 2 runs x 2 steps x the batch's rows: fetched for batches, never all 48 to measure

@@ -7,7 +7,7 @@ import pytest
 
 from trainer.data.formats import detect_format, preference_mapping
 from trainer.data.shapes import chat_shape, check_instruction, check_row, normalize_tools, to_messages
-from trainer.data.turns import RowProblem, conversation
+from trainer.data.turns import RowProblem, conversation, placeholder_in
 from trainer.data.windows import split_text
 
 
@@ -126,12 +126,24 @@ def test_consecutive_turns_of_one_role_are_merged_unless_named_apart():
     assert blank.shortest == 0 and blank.blank_at == "messages[0].content"  # a blank turn is not hidden by a merge
 
 
-def test_identity_placeholders_left_in_an_answer_are_refused():
-    assert refused([{"role": "assistant", "content": "I am {{name}}."}])[0] == "unresolved_placeholder"
-    conversation([{"role": "assistant", "content": "Use {{ item }} in Jinja."}], "messages")  # other braces are fine
-    assert refused(lambda: check_instruction({"instruction": "hi", "output": "By {{author}}."}))[0] == (
-        "unresolved_placeholder"
+def test_identity_placeholders_are_found_in_answers_only():
+    assert "{{name}}" in placeholder_in(
+        [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "I am {{name}}."}]
     )
+    assert placeholder_in([{"role": "assistant", "content": "Use {{ item }} in Jinja."}]) is None  # other braces
+    assert placeholder_in([{"role": "user", "content": "Who is {{author}}?"}]) is None  # only answers are trained
+
+
+def test_a_tool_result_after_a_call_written_as_text_is_kept_and_counted():
+    turns = [
+        {"from": "human", "value": "20% off 200?"},
+        {"from": "gpt", "value": 'Let me compute.\nAI discount: {"price": 200}'},
+        {"from": "observation", "value": '{"discounted": 160}'},
+        {"from": "gpt", "value": "160."},
+    ]
+    shape = conversation(turns, "conversations")
+    assert shape.roles == ["user", "assistant", "tool", "assistant"] and shape.uncalled == 1
+    assert refused([{"role": "user", "content": "q"}, {"role": "tool", "content": "r"}])[0] == "bad_turn_order"
 
 
 def test_prompt_completion_conversations_train_only_the_completion():

@@ -211,6 +211,13 @@ class DataSettings(BaseModel):
         "once and report the others with file and line (not invalid rows); quarantine = quarantine them as "
         "duplicate_row (counted by max_invalid_fraction); keep = train every copy.",
     )
+    unresolved_placeholders: Literal["warn", "quarantine"] = Field(
+        "warn",
+        description="Answers that still hold LLaMA-Factory's {{name}} / {{author}} identity placeholders: warn = "
+        "train them as written and say how many and where in the report and the log (LLaMA-Factory trains them too; "
+        "replace the placeholders in the data to give the model its name); quarantine = quarantine those rows as "
+        "unresolved_placeholder (counted by max_invalid_fraction).",
+    )
     text_windows: bool = Field(
         False,
         description="Split plain-text rows over max_seq_length tokens into windows of at most max_seq_length tokens "

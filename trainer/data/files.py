@@ -195,6 +195,17 @@ def file_digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def stream_digest(path: Path) -> tuple[str, int]:
+    """(sha256, size) of a data file, read in blocks (a file of gigabytes is never held whole);
+    FIFOs, sockets and devices refused as read_file_bytes refuses them."""
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):
+        raise OSError(f"not a regular file ({_file_kind(mode)})")
+    with open(path, "rb") as fh:
+        digest = hashlib.file_digest(fh, "sha256")
+        return digest.hexdigest(), fh.tell()
+
+
 def dataset_fingerprint(digests: Mapping[str, str]) -> str:
     """sha256 over (relative path, sha256 of bytes) of every data file, sorted by path: the same
     files give the same fingerprint whatever order they were found in; a rename or an edit changes it."""

@@ -8,8 +8,9 @@ row per non-blank line.
 
 from __future__ import annotations
 
+import os
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from trainer.data.columnar import ColumnarError, parse_parquet, read_hf_folder
@@ -18,7 +19,12 @@ from trainer.data.files import display_name, read_file_bytes, suffix
 from trainer.data.json_rows import NotRecords, parse_json_file
 from trainer.data.rows import UTF8_BOM, Row, apply_column_mapping, parse_jsonl
 
-__all__ = ["ColumnarError", "NotRecords", "UnreadableData", "parse_rows", "read_rows"]
+__all__ = ["ColumnarError", "NotRecords", "UnreadableData", "iter_rows", "parse_rows", "read_rows"]
+
+# JSON Lines files past this size are read in blocks of about BLOCK_BYTES, never whole: a file of a
+# million rows is a gigabyte. Smaller files are read at once (one pass, and the whole-file hints).
+STREAM_BYTES = 64 * 2**20
+BLOCK_BYTES = 8 * 2**20
 
 
 class UnreadableData(ValueError):
@@ -31,6 +37,37 @@ def read_rows(path: Path, root: Path, column_mapping: Mapping[str, str] | None =
     if Path(path).is_dir():
         return read_hf_folder(path, display, column_mapping)
     return parse_rows(path, read_file_bytes(path), display, column_mapping)
+
+
+def iter_rows(path: Path, display: str, column_mapping: Mapping[str, str] | None = None) -> Iterator[Row]:
+    """The rows of one data file or `datasets` folder as they are read (OSError when it can't be)."""
+    path = Path(path)
+    if path.is_dir():
+        yield from read_hf_folder(path, display, column_mapping)
+    elif suffix(path) in (".jsonl", ".ndjson") and os.stat(path).st_size > STREAM_BYTES:
+        yield from _jsonl_blocks(path, display, column_mapping)
+    else:
+        yield from parse_rows(path, read_file_bytes(path), display, column_mapping)
+
+
+def _jsonl_blocks(path: Path, display: str, column_mapping: Mapping[str, str] | None) -> Iterator[Row]:
+    line = 1  # only regular files get here: FIFOs and devices have st_size 0 and read_file_bytes refuses them
+    with open(path, "rb") as fh:
+        rest = b""
+        while True:
+            block = fh.read(BLOCK_BYTES)
+            if not block:
+                break
+            block = rest + block
+            cut = block.rfind(b"\n")
+            if cut < 0:  # a line longer than a block: keep reading
+                rest = block
+                continue
+            rest, block = block[cut + 1 :], block[: cut + 1]
+            yield from parse_jsonl(block, display, column_mapping, first_line=line)
+            line += block.count(b"\n")
+        if rest:
+            yield from parse_jsonl(rest, display, column_mapping, first_line=line)
 
 
 # Text data compresses 3-10x; a decompression bomb ~1000x (9 MB that expand to 2 GiB took 6.3 GB of

@@ -143,14 +143,18 @@ def parse_json_line(body: bytes, fast: bool | None = None) -> tuple[Any, str | N
     return _parse_json_slow(body)
 
 
-def parse_jsonl(data: bytes, display: str, column_mapping: Mapping[str, str] | None = None) -> list[Row]:
+def parse_jsonl(
+    data: bytes, display: str, column_mapping: Mapping[str, str] | None = None, first_line: int = 1
+) -> list[Row]:
+    """The rows of JSON Lines bytes; `first_line`: the number of its first line in the file (a block
+    of a file read in blocks)."""
     rows: list[Row] = []
     lines = data.split(b"\n")
     if lines and not lines[-1]:
         lines.pop()  # the final newline ends the last line; it starts no new one
     fast = None if _has_long_digit_run(data) else True  # one pass over the file instead of one per line
     loads = orjson.loads if orjson is not None and fast else None
-    for number, raw in enumerate(lines, start=1):
+    for number, raw in enumerate(lines, start=first_line):
         if raw.endswith(b"\r"):
             raw = raw[:-1]
         body = raw[3:] if number == 1 and raw.startswith(UTF8_BOM) else raw  # a BOM is not data

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from trainer.data.turns import Conversation, RowProblem, check_placeholder, conversation, kind, parse_json_field
+from trainer.data.turns import Conversation, RowProblem, conversation, kind, parse_json_field
 
 MEDIA_FIELDS = ("images", "videos", "audios", "image", "video", "audio")
 
@@ -127,11 +127,7 @@ def instruction_messages(record: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def check_instruction(record: dict[str, Any]) -> None:
-    """LLaMA-Factory's `system` (a string) and `history` (a list of [question, answer] string pairs),
-    and no identity placeholder left in an answer."""
-    output = record.get("output")
-    if isinstance(output, str) and "{{" in output:
-        check_placeholder(output, "output")
+    """LLaMA-Factory's `system` (a string) and `history` (a list of [question, answer] string pairs)."""
     system = record.get("system")
     if system is not None and not isinstance(system, str):
         raise RowProblem("wrong_type", f"'system' is {kind(system)}, expected a string")
@@ -145,7 +141,6 @@ def check_instruction(record: dict[str, Any]) -> None:
             raise RowProblem("wrong_type", f"history[{n}] is not a [question, answer] pair of strings")
         if not pair[0].strip() or not pair[1].strip():
             raise RowProblem("blank_content", f"history[{n}] has an empty question or answer")
-        check_placeholder(pair[1], f"history[{n}]")
 
 
 def to_messages(record: dict[str, Any], fmt: str) -> list[dict[str, Any]]:

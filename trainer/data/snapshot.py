@@ -4,6 +4,7 @@ train / held-out examples."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from trainer.data.formats import Example
@@ -21,14 +22,16 @@ class DatasetSnapshot:
     rows_valid: int
     rows_quarantined: int
     report_path: str
-    train_examples: list[Example] = field(repr=False)
-    eval_examples: list[Example] = field(repr=False)
+    train_examples: Sequence[Example] = field(repr=False)  # a list, or a view of the validated rows on disk
+    eval_examples: Sequence[Example] = field(repr=False)
     rows_overlong: int = 0
     cached: bool = False
     training_hash: str = ""  # the settings that change the weights (trainer/stages/unchanged.py)
     eval_rows_held_out: int = 0  # held-out rows before eval_max_rows sampled eval_examples from them (0: not sampled)
 
-    def with_rows(self, train: list[Example] | None = None, held_out: list[Example] | None = None) -> DatasetSnapshot:
+    def with_rows(
+        self, train: Sequence[Example] | None = None, held_out: Sequence[Example] | None = None
+    ) -> DatasetSnapshot:
         """This snapshot with other training and/or eval rows (a subset, rows from eval_data_path)."""
         changes = {"train_examples": train} if train is not None else {}
         if held_out is not None:

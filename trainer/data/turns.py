@@ -104,7 +104,18 @@ def parse_json_field(value: Any, where: str) -> Any:
 class Conversation:
     """A normalised conversation and what the contract checks of it."""
 
-    __slots__ = ("messages", "roles", "shortest", "total", "merged", "blank_at", "unknown_at", "tools", "weighted")
+    __slots__ = (
+        "messages",
+        "roles",
+        "shortest",
+        "total",
+        "merged",
+        "blank_at",
+        "unknown_at",
+        "tools",
+        "weighted",
+        "uncalled",
+    )
 
     def __init__(self, messages: list[dict[str, Any]] | None = None, roles: list[str] | None = None):
         self.messages, self.roles = messages, roles
@@ -114,6 +125,9 @@ class Conversation:
         self.unknown_at: str | None = None  # where the first unknown role is, e.g. "messages[0].role is 'robot'"
         self.tools: list[dict[str, Any]] | None = None
         self.weighted = False  # some turn has weight 0
+        # Tool results after an assistant turn with no tool calls: the call was written as text (LLaMA-Factory's
+        # glaive demo has such rows and LLaMA-Factory trains them); kept, counted, said in the report.
+        self.uncalled = 0
 
     def extend(self, other: Conversation) -> None:
         self.messages += other.messages
@@ -125,6 +139,7 @@ class Conversation:
         self.blank_at = self.blank_at or other.blank_at
         self.unknown_at = self.unknown_at or other.unknown_at
         self.weighted = self.weighted or other.weighted
+        self.uncalled += other.uncalled
 
 
 def conversation(turns: Any, where: str) -> Conversation:
@@ -159,9 +174,9 @@ def conversation(turns: Any, where: str) -> Conversation:
             message = _turn(turn, i, where, messages)
             role, content, calls = message["role"], message["content"], "tool_calls" in message
             _note_turn(result, message, turn, f"{where}[{i}]")
+            if role == "tool" and messages[-1]["role"] == "assistant" and "tool_calls" not in messages[-1]:
+                result.uncalled += 1
         total += len(content)
-        if role == "assistant" and "{{" in content:
-            check_placeholder(content, f"{where}[{i}]")
         if not calls:  # an assistant turn that only calls tools may have no text
             length = 0 if not content or content.isspace() else len(content)
             if shortest is None or length < shortest:
@@ -186,14 +201,15 @@ def _note_turn(result: Conversation, message: dict[str, Any], turn: dict[str, An
         result.unknown_at = f"{here}.{'from' if 'from' in turn else 'role'} is {message['role']!r}"
 
 
-def check_placeholder(text: str, where: str) -> None:
-    found = _PLACEHOLDER.search(text)
-    if found:
-        raise RowProblem(
-            "unresolved_placeholder",
-            f"{where} holds LLaMA-Factory's {found.group(0)} placeholder; replace {{{{name}}}} and {{{{author}}}} "
-            "with your model's name and author before training",
-        )
+def placeholder_in(messages: list[dict[str, Any]]) -> str | None:
+    """LLaMA-Factory's `{{name}}` / `{{author}}` left in an answer: a sentence naming the first, or None."""
+    for n, message in enumerate(messages):
+        content = message.get("content")
+        if message["role"] == "assistant" and isinstance(content, str) and "{{" in content:
+            found = _PLACEHOLDER.search(content)
+            if found:
+                return f"message {n} (an answer) holds LLaMA-Factory's {found.group(0)} placeholder"
+    return None
 
 
 def _mergeable(previous: dict[str, Any], message: dict[str, Any]) -> bool:
@@ -241,8 +257,8 @@ def _turn(turn: Any, i: int, where: str, before: list[dict[str, Any]]) -> dict[s
             if not isinstance(value, str):
                 raise RowProblem("wrong_type", f"{here}.{name} is {kind(value)}, expected a string")
             message[name] = value
-    if role == "tool" and not (before and (before[-1]["role"] == "tool" or "tool_calls" in before[-1])):
-        raise RowProblem("bad_turn_order", f"{here} is a tool result, but the turn before it calls no tool")
+    if role == "tool" and not (before and before[-1]["role"] in ("tool", "assistant")):
+        raise RowProblem("bad_turn_order", f"{here} is a tool result, but no assistant turn comes before it")
     return message
 
 

@@ -17,6 +17,7 @@ none of the catalog's templates has one.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from trainer.data.formats import Example
@@ -89,17 +90,23 @@ def _labels(ids: list[int], offsets: list[tuple[int, int]], spans: list[tuple[in
 @dataclass
 class TokenizedRows:
     kept: list[TokenizedExample] = field(default_factory=list)
+    kept_count: int = 0  # rows kept (also when they went to `keep` rather than into `kept`)
     too_long: int = 0
     unrenderable: list[tuple[Example, str]] = field(default_factory=list)  # (row, the template's message)
     folded: int = 0  # rows whose system prompt was folded into the first user turn
 
 
 def tokenize_rows(
-    tokenizer, examples: list[Example], max_seq_length: int, train_on_prompt: bool = False
+    tokenizer,
+    examples: Sequence[Example],
+    max_seq_length: int,
+    train_on_prompt: bool = False,
+    keep: Callable[[TokenizedExample], None] | None = None,
 ) -> TokenizedRows:
     """Tokenize all examples. Rows longer than max_seq_length are left out and counted, never
     truncated (a truncated answer teaches the model to stop mid-sentence); rows the chat template
-    can't render are left out and listed (validation quarantines them first, so normally none)."""
+    can't render are left out and listed (validation quarantines them first, so normally none).
+    With `keep`, each kept row goes to it as it is made (to disk) instead of into `kept`."""
     rows = TokenizedRows()
     progress = RowProgress("tokenizing", len(examples))
     for example in examples:
@@ -113,7 +120,11 @@ def tokenize_rows(
         if len(tokenized.input_ids) > max_seq_length:
             rows.too_long += 1
             continue
-        rows.kept.append(tokenized)
+        rows.kept_count += 1
+        if keep is not None:
+            keep(tokenized)
+        else:
+            rows.kept.append(tokenized)
     progress.finish()
     return rows
 

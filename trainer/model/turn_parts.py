@@ -79,10 +79,12 @@ def with_derived_ids(messages: list[dict], length: int) -> list[dict]:
             new = renamed.get(old) if isinstance(old, str) else None
             if new is None and pending:
                 new = pending[0]
-            if new is not None:
-                if new in pending:
-                    pending.remove(new)
-                message = {**message, "tool_call_id": new}
+            if new is None:  # a result of a call written as text: an id of its own, so the template renders it
+                new = alphanumeric(hashlib.sha256(f"{row}:result:{index}".encode()).digest(), length)
+                index += 1
+            if new in pending:
+                pending.remove(new)
+            message = {**message, "tool_call_id": new}
         out.append(message)
     return out
 

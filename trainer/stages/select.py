@@ -1,5 +1,6 @@
-"""Select rows (only with `eval_data_path` or `train_subset_fraction`): evaluate on a folder of its
-own instead of the held-out split, and/or train on a seeded subset.
+"""Select rows (only with `eval_data_path`, `train_subset_fraction`, or more held-out rows than
+`eval_max_rows`): evaluate on a folder of its own instead of the held-out split, and/or train on a
+seeded subset, and score a seeded sample of at most eval_max_rows held-out rows.
 
 The eval rows are checked against the same data contract (and token limit) as the training data.
 The held-out split then goes back to training, and a training row that also appears in the eval
@@ -18,6 +19,7 @@ from trainer import registry
 from trainer.config.settings import Settings
 from trainer.data.contracts.report import ValidationReport, check_gates, write_report
 from trainer.data.contracts.validate import options_from, validate_dataset
+from trainer.data.example_table import join, keys_of, take
 from trainer.data.formats import Example
 from trainer.data.snapshot import DatasetSnapshot
 from trainer.data.split import eval_sample, subset_examples
@@ -50,10 +52,20 @@ def load_eval_rows(settings: Settings, output_dir: str | Path) -> tuple[Validati
 
 def use_eval_rows(dataset: DatasetSnapshot, eval_rows: list[Example]) -> tuple[DatasetSnapshot, int]:
     """(`dataset` evaluating on `eval_rows`, number of training rows left out because they are eval rows)."""
-    eval_keys = {e.key for e in eval_rows}
-    candidates = list(dataset.train_examples) + list(dataset.eval_examples)
-    train = [e for e in candidates if e.key not in eval_keys]
-    return dataset.with_rows(train=train, held_out=list(eval_rows)), len(candidates) - len(train)
+    eval_keys = set(keys_of(eval_rows))
+    candidates = join(dataset.train_examples, dataset.eval_examples)
+    train = take(candidates, [i for i, key in enumerate(keys_of(candidates)) if key not in eval_keys])
+    return dataset.with_rows(train=train, held_out=eval_rows), len(candidates) - len(train)
+
+
+def needs_selection(settings: Settings, dataset: DatasetSnapshot) -> bool:
+    """Whether the select stage changes anything: eval rows of their own, a training subset, or more
+    held-out rows than eval_max_rows scores."""
+    return (
+        settings.eval_data_path is not None
+        or settings.train_subset_fraction < 1
+        or (settings.eval_max_rows is not None and len(dataset.eval_examples) > settings.eval_max_rows)
+    )
 
 
 def select_rows(settings: Settings, dataset: DatasetSnapshot) -> Selection:

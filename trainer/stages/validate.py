@@ -10,16 +10,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+from collections.abc import Sequence
 from pathlib import Path
+
+from filelock import FileLock
 
 from trainer import registry
 from trainer.config.settings import Settings
+from trainer.config.state import state_dir
 from trainer.data.contracts.report import ValidationReport, check_gates, write_report
 from trainer.data.contracts.suites import validator_digest
 from trainer.data.contracts.validate import fingerprint_path, options_from, validate_dataset
+from trainer.data.example_table import ExampleTable
 from trainer.data.formats import Example
 from trainer.data.snapshot import DatasetSnapshot
 from trainer.data.split import split_examples
+from trainer.layout import EXAMPLES_FILE, VALIDATED_DIR, prune_keyed
 from trainer.model.assets import load_counting_tokenizer, tokenizer_digest
 from trainer.stages.unchanged import TRAINING_HASH_TAG, training_hash
 
@@ -38,17 +45,43 @@ def validation_cache_key(settings: Settings, data_path: Path, tokenizer_dir: Pat
         "overlong_rows": settings.overlong_rows,
         "text_windows": [settings.text_windows, settings.text_window_overlap],
         "duplicate_rows": settings.duplicate_rows,
+        "unresolved_placeholders": settings.unresolved_placeholders,
         "tokenizer": tokenizer_digest(tokenizer_dir),
     }
     return "validate-" + hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 
 
-def check_data(settings: Settings, data_path: Path, tokenizer_dir: Path) -> tuple[ValidationReport, list[Example]]:
-    """Read every row, run the contract, count tokens with the base model's tokenizer. No side effects."""
+def check_data(
+    settings: Settings, data_path: Path, tokenizer_dir: Path, cache_key: str
+) -> tuple[ValidationReport, Sequence[Example]]:
+    """Read every row, run the contract, count tokens with the base model's tokenizer. The valid rows
+    go to `<state>/validated/<cache_key>/examples.arrow` and come back as a view of that file; no
+    other side effects."""
     tokenizer = load_counting_tokenizer(tokenizer_dir, settings.trust_remote_code)
-    return validate_dataset(
-        data_path, None, tokenizer=tokenizer, max_seq_length=settings.max_seq_length, **options_from(settings)
-    )
+    root = state_dir() / VALIDATED_DIR
+    folder = root / cache_key
+    folder.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(root / f"{cache_key}.lock"), timeout=4 * 3600):  # one validation writes it at a time
+        result = validate_dataset(
+            data_path,
+            None,
+            tokenizer=tokenizer,
+            max_seq_length=settings.max_seq_length,
+            examples_path=folder / EXAMPLES_FILE,
+            **options_from(settings),
+        )
+    prune_keyed(root)
+    return result
+
+
+def validated_rows_present(examples: Sequence[Example]) -> bool:
+    """False when a cached validation's rows file was removed since (pruned, or the state folder
+    cleaned): the cache hit can't be used."""
+    if isinstance(examples, ExampleTable):
+        if not examples.exists():
+            return False
+        os.utime(examples.path.parent)  # most recently used: kept by prune_keyed
+    return True
 
 
 def record_validation(
@@ -57,7 +90,7 @@ def record_validation(
     run_name: str,
     output_dir: Path,
     report: ValidationReport,
-    examples: list[Example],
+    examples: Sequence[Example],
     cached: bool,
 ) -> DatasetSnapshot:
     """Write the report files, log them, the counts and the dataset lineage to the MLflow run, apply

@@ -175,6 +175,7 @@ def worker_main(spec_path: Path) -> None:
         level=logging.INFO if rank == 0 else logging.WARNING,
         format=f"[rank {rank}] %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("llm_trainer.prepared").setLevel(logging.INFO)  # every rank says whether it prepared
     folder = spec_path.parent
     try:
         job = TrainJob.read_spec(spec_path)

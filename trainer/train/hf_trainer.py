@@ -74,6 +74,18 @@ class PipelineTrainer(Trainer):
         self.batch_positions = 0  # tokens + padding the model ran on
 
     # --- atomic checkpoints -------------------------------------------------------------------
+    def _get_train_sampler(self, train_dataset=None):
+        """Length grouping from the lengths stored with the prepared rows: the stock sampler would read
+        every row to measure it (a million rows: a minute, and the whole file paged in)."""
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        lengths = getattr(dataset, "lengths", None)
+        if self.args.train_sampling_strategy == "group_by_length" and lengths is not None:
+            from transformers.trainer_pt_utils import LengthGroupedSampler
+
+            batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
+            return LengthGroupedSampler(batch, dataset=dataset, lengths=lengths)
+        return super()._get_train_sampler(train_dataset)
+
     def _get_output_dir(self, trial) -> str:
         root = super()._get_output_dir(trial)
         return os.path.join(root, CHECKPOINT_STAGING) if self._staging else root

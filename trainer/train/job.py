@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from trainer.config.loading import build_settings
 from trainer.config.settings import Settings
+from trainer.data.example_table import ExampleTable
 from trainer.data.formats import Example
 
 # The launch folder of a data-parallel training: the spec every process reads, rank 0's result,
@@ -32,9 +36,9 @@ class TrainJob:
 
     settings: Settings
     base_model_dir: Path
-    train_examples: list[Example] = field(repr=False)
+    train_examples: Sequence[Example] = field(repr=False)
     output_dir: Path
-    eval_examples: list[Example] = field(default_factory=list, repr=False)  # for eval_every_n_iterations
+    eval_examples: Sequence[Example] = field(default_factory=list, repr=False)  # for eval_every_n_iterations
     resume_from: Path | None = None  # a checkpoint: exact continuation
     warm_start_adapter: Path | None = None  # an adapter: new optimizer and schedule
     checkpoint_meta: dict[str, Any] = field(default_factory=dict)  # recorded in every checkpoint's marker
@@ -50,16 +54,16 @@ class TrainJob:
         folder.mkdir(parents=True, exist_ok=True)
         for stale in (RESULT, ERROR):
             (folder / stale).unlink(missing_ok=True)
-        write_examples(folder / "train.jsonl", self.train_examples)
-        write_examples(folder / "eval.jsonl", self.eval_examples)
+        train_rows = write_examples(folder, "train", self.train_examples)
+        eval_rows = write_examples(folder, "eval", self.eval_examples)
         spec = {
             "settings_yaml": self.settings.to_yaml(),
             "base_model_dir": str(self.base_model_dir),
             "output_dir": str(self.output_dir),
             "resume_from": str(self.resume_from) if self.resume_from else None,
             "warm_start_adapter": str(self.warm_start_adapter) if self.warm_start_adapter else None,
-            "train_rows": "train.jsonl",
-            "eval_rows": "eval.jsonl",
+            "train_rows": train_rows,
+            "eval_rows": eval_rows,
             "checkpoint_meta": self.checkpoint_meta,
             "metrics_run_id": self.metrics_run_id,
         }
@@ -120,14 +124,31 @@ def write_json_atomic(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
-def write_examples(path: Path, examples: list[Example]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
+def write_examples(folder: Path, name: str, examples: Sequence[Example]) -> str:
+    """The rows for the launch spec, under `folder`; the file name read_examples takes. A view of the
+    validated table is written as its path and positions (every process maps the same file); a list
+    as JSON Lines."""
+    if isinstance(examples, ExampleTable):
+        positions = None
+        if examples.positions is not None:
+            positions = f"{name}.positions.npy"
+            np.save(folder / positions, examples.positions)
+        file = f"{name}.table.json"
+        write_json_atomic(folder / file, {"path": str(examples.path), "positions": positions})
+        return file
+    file = f"{name}.jsonl"
+    tmp = folder / f".{file}.tmp"
     with tmp.open("w", encoding="utf-8") as fh:
         for example in examples:
             fh.write(json.dumps(asdict(example), ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    os.replace(tmp, folder / file)
+    return file
 
 
-def read_examples(path: Path) -> list[Example]:
+def read_examples(path: Path) -> Sequence[Example]:
+    if path.name.endswith(".table.json"):
+        spec = json.loads(path.read_text(encoding="utf-8"))
+        positions = np.load(path.parent / spec["positions"]) if spec["positions"] else None
+        return ExampleTable(spec["path"], positions)
     with path.open(encoding="utf-8") as fh:
         return [Example(**json.loads(line)) for line in fh if line.strip()]

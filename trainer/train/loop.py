@@ -25,7 +25,7 @@ from pathlib import Path
 from trainer.config.settings import Settings
 from trainer.config.state import state_dir
 from trainer.errors import NonFiniteError, OutOfSpaceError, SettingsError
-from trainer.layout import ADAPTER_DIR, CHECKPOINT_STAGING, CHECKPOINTS_DIR, SETTINGS_FILE
+from trainer.layout import ADAPTER_DIR, CHECKPOINT_STAGING, CHECKPOINTS_DIR, PREPARED_DIR, SETTINGS_FILE
 from trainer.model.loading import attach_lora, load_adapter, load_base_model, load_tokenizer, trainable_parameters
 from trainer.model.memory import GIB, estimate_for_settings, fit_advice
 from trainer.model.runtime import Runtime, pick_runtime, process_rank, world_size
@@ -39,7 +39,7 @@ from trainer.train.arguments import (
 )
 from trainer.train.checkpoints import latest_checkpoint, verify_checkpoint, warn_if_world_size_changed
 from trainer.train.job import TrainJob, TrainResult
-from trainer.train.prepared import PREPARED_DIR, prepare
+from trainer.train.prepared import prepare
 
 log = logging.getLogger("llm_trainer.training")
 

@@ -8,8 +8,8 @@ row's content in order, the tokenizer's files (chat template included), max_seq_
 train_on_prompt and the tokenizing code itself. The first process to get the lock prepares; the
 others, and every later attempt with the same key, map the same files (no copy in memory).
 
-What this does not do yet (issue "Real-sized data"): validation still holds every row in memory,
-and the rows still pass between Prefect tasks as Python objects.
+Rows are read from the validated table in blocks and written as they are tokenized, so a million
+rows are prepared in the memory of a few thousand.
 """
 
 from __future__ import annotations
@@ -20,15 +20,18 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from trainer.data.example_table import bodies_of
 from trainer.data.formats import Example
+from trainer.layout import prune_keyed
 
 log = logging.getLogger("llm_trainer.prepared")
-PREPARED_DIR = "prepared"  # under the state folder
-PREPARED_VERSION = 1  # raise when the stored layout changes
-KEEP = 5  # prepared datasets kept (the most recently used)
+PREPARED_VERSION = 2  # raise when the stored layout changes
+ROWS_FILE = "rows.arrow"
+BLOCK_ROWS = 2048  # tokenized rows per Arrow record batch
 _CODE = ("model/tokens.py", "model/templates.py", "model/turn_parts.py", "train/prepared.py")
 
 
@@ -51,12 +54,19 @@ class PreparedRows:
     def __len__(self) -> int:
         return len(self.dataset)
 
+    @property
+    def lengths(self) -> list[int]:
+        """Tokens per row, stored beside them (the length-grouped sampler reads these, not the rows)."""
+        return self.dataset["length"][:] if len(self) else []
+
     def __getitem__(self, index: int) -> dict[str, list[int]]:
         row = self.dataset[int(index)]
         return {"input_ids": row["input_ids"], "labels": row["labels"]}
 
 
-def preparation_key(examples: list[Example], tokenizer_dir: Path, max_seq_length: int, train_on_prompt: bool) -> str:
+def preparation_key(
+    examples: Sequence[Example], tokenizer_dir: Path, max_seq_length: int, train_on_prompt: bool
+) -> str:
     from trainer.model.assets import tokenizer_digest
 
     digest = hashlib.sha256()
@@ -65,16 +75,14 @@ def preparation_key(examples: list[Example], tokenizer_dir: Path, max_seq_length
         digest.update((root / name).read_bytes())
     head = [PREPARED_VERSION, tokenizer_digest(tokenizer_dir), max_seq_length, train_on_prompt, len(examples)]
     digest.update(json.dumps(head).encode())
-    for e in examples:
-        digest.update(
-            json.dumps([e.messages, e.tools, e.text, e.continues], sort_keys=True, default=str).encode("utf-8")
-        )
+    for body in bodies_of(examples):  # the stored JSON of each row, not decoded
+        digest.update(body.encode("utf-8"))
         digest.update(b"\0")
     return digest.hexdigest()[:32]
 
 
 def prepare(
-    examples: list[Example],
+    examples: Sequence[Example],
     tokenizer,
     tokenizer_dir: Path,
     max_seq_length: int,
@@ -94,7 +102,7 @@ def prepare(
             _write(folder, examples, tokenizer, max_seq_length, train_on_prompt)
         prepared = _load(folder, reused, started, key)
     os.utime(folder)  # most recently used: kept by _prune
-    _prune(root, keep=KEEP)
+    prune_keyed(root)
     log.info(
         "Training rows %s: %d rows (%d longer than max_seq_length, %d the template can't render left out) in %.1fs "
         "(%s)",
@@ -108,31 +116,37 @@ def prepare(
     return prepared
 
 
-def _write(folder: Path, examples: list[Example], tokenizer, max_seq_length: int, train_on_prompt: bool) -> None:
-    """Tokenize into a staging folder beside the final one and rename it into place once whole."""
-    import datasets
+def _write(folder: Path, examples: Sequence[Example], tokenizer, max_seq_length: int, train_on_prompt: bool) -> None:
+    """Tokenize into a staging folder beside the final one, block by block, and rename it into place once whole."""
+    import pyarrow as pa
 
     from trainer.model.tokens import tokenize_rows
 
     staging = folder.with_name(f".{folder.name}.staging-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    schema = pa.schema([("input_ids", pa.list_(pa.int32())), ("labels", pa.list_(pa.int32())), ("length", pa.int32())])
+    block: list = []
     try:
-        rows = tokenize_rows(tokenizer, examples, max_seq_length, train_on_prompt)
-        dataset = datasets.Dataset.from_dict(
-            {"input_ids": [t.input_ids for t in rows.kept], "labels": [t.labels for t in rows.kept]},
-            features=datasets.Features(
-                {
-                    "input_ids": datasets.Sequence(datasets.Value("int32")),
-                    "labels": datasets.Sequence(datasets.Value("int32")),
-                }
-            ),
-        )
-        if len(dataset):  # `datasets` can't load an empty saved dataset back; none is saved
-            datasets.disable_progress_bars()  # our log line says what was prepared, once
-            dataset.save_to_disk(str(staging / "rows"))
-        else:
-            staging.mkdir(parents=True)
-        meta = {"rows": len(rows.kept), "too_long": rows.too_long, "unrenderable": len(rows.unrenderable)}
+        # Arrow's stream format, the one `datasets` keeps its own cache files in (Dataset.from_file).
+        with pa.OSFile(str(staging / ROWS_FILE), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
+
+            def flush() -> None:
+                if block:
+                    ids = pa.array([t.input_ids for t in block], pa.list_(pa.int32()))
+                    labels = pa.array([t.labels for t in block], pa.list_(pa.int32()))
+                    length = pa.array([len(t.input_ids) for t in block], pa.int32())
+                    writer.write_batch(pa.record_batch([ids, labels, length], schema=schema))
+                    block.clear()
+
+            def keep(tokenized) -> None:
+                block.append(tokenized)
+                if len(block) >= BLOCK_ROWS:
+                    flush()
+
+            rows = tokenize_rows(tokenizer, examples, max_seq_length, train_on_prompt, keep=keep)
+            flush()
+        meta = {"rows": rows.kept_count, "too_long": rows.too_long, "unrenderable": len(rows.unrenderable)}
         (staging / "prepared.json").write_text(json.dumps(meta), encoding="utf-8")  # last: marks it whole
         if folder.exists():
             shutil.rmtree(folder)  # a half-written one of a killed process (no prepared.json)
@@ -146,7 +160,7 @@ def _load(folder: Path, reused: bool, started: float, key: str) -> Prepared:
 
     meta = json.loads((folder / "prepared.json").read_text(encoding="utf-8"))
     # Memory-mapped Arrow; no rows (every one too long or unrenderable): the caller says so.
-    dataset = datasets.load_from_disk(str(folder / "rows")) if meta["rows"] else []
+    dataset = datasets.Dataset.from_file(str(folder / ROWS_FILE)) if meta["rows"] else []
     return Prepared(
         rows=PreparedRows(dataset),
         too_long=int(meta["too_long"]),
@@ -155,20 +169,3 @@ def _load(folder: Path, reused: bool, started: float, key: str) -> Prepared:
         seconds=time.perf_counter() - started,
         key=key,
     )
-
-
-def _prune(root: Path, keep: int) -> None:
-    """Only the `keep` most recently used prepared datasets stay (each run's data is one)."""
-    from filelock import FileLock, Timeout
-
-    folders = sorted(
-        (p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
-        key=lambda p: p.stat().st_mtime,
-        reverse=True,
-    )
-    for old in folders[keep:]:
-        try:
-            with FileLock(str(root / f"{old.name}.lock"), timeout=0):  # never one another process is using
-                shutil.rmtree(old, ignore_errors=True)
-        except Timeout:
-            continue

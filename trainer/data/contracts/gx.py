@@ -13,8 +13,13 @@ from trainer.errors import ContractError
 
 def run_suites(frames: dict[str, Any], contracts_dir: Path) -> dict[int, tuple[str, str]]:
     """Run each format's suite over its frame; row_id -> (reason, detail) of the first failed expectation."""
+    import logging
+
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    # Each ephemeral context logs that it made a docs folder: one line per chunk of rows, and no news.
+    logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
 
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)

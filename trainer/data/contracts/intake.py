@@ -1,10 +1,13 @@
 """What validation reads: the data path's files (and `datasets` folders), their digests for the
-fingerprint, their rows, and the files it does not read, each said in the report."""
+fingerprint, their rows, and the files it does not read, each said in the report.
+
+Files are hashed as streams and their rows are read file by file (`file_rows`), so validation
+holds one chunk of rows at a time; a large JSON Lines file is read in blocks (readers.iter_rows)."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,12 +17,11 @@ from trainer.data.files import (
     dataset_fingerprint,
     discover,
     display_name,
-    file_digest,
     folder_digest,
-    read_file_bytes,
+    stream_digest,
     suffix,
 )
-from trainer.data.readers import ColumnarError, NotRecords, UnreadableData, parse_rows, read_rows
+from trainer.data.readers import ColumnarError, NotRecords, UnreadableData, iter_rows
 from trainer.data.rows import Row
 from trainer.errors import DataUnusableError
 
@@ -28,9 +30,10 @@ DATA_FILES = "*.jsonl, *.json, *.csv, *.parquet, *.jsonl.gz / *.json.gz or a `da
 
 @dataclass
 class Intake:
-    rows: list[Row] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)  # the rows of the chunk being checked
     file_rows: dict[str, tuple[int, int]] = field(default_factory=dict)  # display -> [start, end) into rows
     file_reports: dict[str, FileReport] = field(default_factory=dict)
+    paths: dict[str, Path] = field(default_factory=dict)  # display -> the file or `datasets` folder
     digests: dict[str, str] = field(default_factory=dict)
     ignored: list[str] = field(default_factory=list)  # files under the folder that are not read
     warnings: list[str] = field(default_factory=list)  # why a file that looks like data is not read
@@ -69,16 +72,12 @@ def _unreadable(path: Path, display: str, data_path: Path, exc: OSError) -> Data
     return DataUnusableError(f"{display}: unreadable ({why}); fix its permissions or remove it from {data_path}")
 
 
-def _digest(path: Path, display: str, data_path: Path) -> tuple[str, int, bytes | None]:
-    """(sha256, size, bytes) of a data file; of a `datasets` folder, a digest over its files (no bytes)."""
+def _digest(path: Path, display: str, data_path: Path) -> tuple[str, int]:
+    """(sha256, size) of a data file, read as a stream; of a `datasets` folder, a digest over its files."""
     try:
-        if path.is_dir():
-            digest, size = folder_digest(path)
-            return digest, size, None
-        data = read_file_bytes(path)
+        return folder_digest(path) if path.is_dir() else stream_digest(path)
     except OSError as exc:
         raise _unreadable(path, display, data_path, exc) from None
-    return file_digest(data), len(data), data
 
 
 def fingerprint_path(data_path: Path, text_files: bool = False) -> str:
@@ -90,29 +89,33 @@ def fingerprint_path(data_path: Path, text_files: bool = False) -> str:
     )
 
 
-def read_data(data_path: Path, mapping: Mapping[str, str], text_files: bool) -> Intake:
-    """Every data file read once: its rows, digest and size. DataUnusableError when the path holds
-    no data, or a file can't be read or is not of its type."""
+def open_data(data_path: Path, text_files: bool) -> Intake:
+    """Every data file found, hashed and given its report line; no rows read yet (`file_rows`).
+    DataUnusableError when the path holds no data or a file can't be read."""
     found, root = _discover(data_path, text_files)
     intake = Intake()
     for path in found.data:
         display = display_name(path, root)
-        digest, size, data = _digest(path, display, data_path)
+        digest, size = _digest(path, display, data_path)
         intake.digests[display] = digest
-        try:
-            rows = read_rows(path, root, mapping) if data is None else parse_rows(path, data, display, mapping)
-        except NotRecords as exc:
-            intake.ignored.append(display)
-            intake.warnings.append(f"{display}: not read: {exc}")
-            continue
-        except OSError as exc:
-            raise _unreadable(path, display, data_path, exc) from None
-        except (UnreadableData, ColumnarError) as exc:
-            raise DataUnusableError(f"{display}: {exc}; fix it or remove it from {data_path}") from None
-        start = len(intake.rows)
-        intake.rows.extend(rows)
-        intake.file_rows[display] = (start, len(intake.rows))
+        intake.paths[display] = path
         intake.file_reports[display] = FileReport(path=display, format=None, size_bytes=size, sha256=digest)
-    intake.ignored = sorted({*intake.ignored, *(display_name(p, root) for p in [*found.other, *found.warnings])})
+    intake.ignored = sorted({display_name(p, root) for p in [*found.other, *found.warnings]})
     intake.warnings += [f"{display_name(p, root)}: not read: {why}" for p, why in found.warnings.items()]
     return intake
+
+
+def file_rows(intake: Intake, display: str, data_path: Path, mapping: Mapping[str, str]) -> Iterator[Row]:
+    """The rows of one file of `intake`, as they are read. A file that holds no records is dropped
+    from the intake with a warning (and yields nothing); one that can't be read is DataUnusableError."""
+    path = intake.paths[display]
+    try:
+        yield from iter_rows(path, display, mapping)
+    except NotRecords as exc:
+        intake.ignored = sorted({*intake.ignored, display})
+        intake.warnings.append(f"{display}: not read: {exc}")
+        del intake.file_reports[display], intake.paths[display]  # its digest stays in the fingerprint
+    except OSError as exc:
+        raise _unreadable(path, display, data_path, exc) from None
+    except (UnreadableData, ColumnarError) as exc:
+        raise DataUnusableError(f"{display}: {exc}; fix it or remove it from {data_path}") from None

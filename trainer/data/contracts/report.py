@@ -74,6 +74,8 @@ class ValidationReport:
     ignored_files: list[str] = field(default_factory=list)  # files under the folder that are not read
     warnings: list[str] = field(default_factory=list)  # files that look like data but are not read, and why
     notes: list[str] = field(default_factory=list)  # what validation changed in valid rows (merged turns, windows)
+    rows_placeholder: int = 0  # valid rows whose answers hold {{name}} / {{author}} (unresolved_placeholders: warn)
+    rows_uncalled_tool_results: int = 0  # valid rows with a tool result after an assistant turn without tool calls
     rows_merged: int = 0  # valid rows in which consecutive turns of one role were merged
     turns_merged: int = 0  # turns merged into the turn before them
     text_windows: bool = False

@@ -1,14 +1,15 @@
 """Data contracts: every row of the training folder is valid or quarantined with a reason.
 
 Suites live as JSON in `data_contracts/`, one per format; each expectation carries `meta.reason`,
-the word a quarantined row is tagged with. A row goes through these stages, and the first problem
-found is its reason:
+the word a quarantined row is tagged with. A first read decides each file's format (most of its
+rows); then rows are checked a chunk at a time (CHUNK_ROWS), so memory does not grow with the data.
+A row goes through these stages, and the first problem found is its reason:
 
 1. reading (trainer/data/readers.py): `invalid_json`, `invalid_utf8`, `invalid_csv`,
    `not_an_object`, `ragged_row`, `missing_header`;
 2. code checks GX can't express per row (contracts/checks.py, data/shapes.py, data/turns.py):
    `unknown_format`, `wrong_format`, `preference_data`, `label_false`, `unsupported_content`,
-   `unsupported_field`, `unresolved_placeholder`, `not_trained`, and the nested shape of a
+   `unsupported_field`, `unresolved_placeholder` (if asked), `not_trained`, and the nested shape of a
    conversation (`wrong_type`, `missing_field`, `invalid_json` inside a turn); each row becomes
    one line of a typed pandas frame per suite (vectorised where pandas can);
 3. Great Expectations on that frame, in suite order: `missing_field` (nulls), `unknown_role`,
@@ -19,16 +20,16 @@ found is its reason:
 A file (or folder) of another kind of data than supervised fine-tuning rows (preference pairs,
 stepwise labels, token ids) is refused whole: DataUnusableError, saying how to train on it if one can.
 
-Invariant: rows_total == rows_valid + rows_quarantined, and input files are never modified; the
-quarantine file keeps each bad row's raw bytes (base64 when not UTF-8) so nothing is lost.
+Invariant: rows_total == rows_valid + rows_quarantined + rows_duplicate (exact copies left out), and
+input files are never modified; the quarantine file keeps each bad row's raw bytes (base64 when not
+UTF-8) so nothing is lost.
 """
 
 from __future__ import annotations
 
-import base64
 import gc
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,28 +37,24 @@ from typing import Any
 
 from trainer.data.contracts.checks import Frame, RowProblem, explain, suite_of, unknown_format_detail
 from trainer.data.contracts.gx import run_suites
-from trainer.data.contracts.intake import Intake, fingerprint_path, read_data
-from trainer.data.contracts.lengths import Lengths, check_lengths, count_tokens
-from trainer.data.contracts.report import DuplicateRow, QuarantinedRow, ValidationReport, write_report
-from trainer.data.contracts.suites import CONTRACTS_DIR, contract_version
-from trainer.data.files import dataset_fingerprint
-from trainer.data.formats import (
-    FORMATS,
-    NOT_SFT,
-    TRAINS_AS,
-    Example,
-    decide_file_format,
-    detect_format,
-    preference_mapping,
-)
+from trainer.data.contracts.intake import Intake, file_rows, fingerprint_path, open_data
+from trainer.data.contracts.lengths import check_lengths, count_tokens
+from trainer.data.contracts.report import ValidationReport, write_report
+from trainer.data.contracts.suites import CONTRACTS_DIR
+from trainer.data.contracts.tally import FirstCopies, Tally, Where
+from trainer.data.example_table import ExampleWriter
+from trainer.data.formats import FORMATS, NOT_SFT, TRAINS_AS, Example, detect_format, preference_mapping
 from trainer.data.rows import Row
-from trainer.data.turns import MERGE_SEPARATOR
+from trainer.data.turns import placeholder_in
 from trainer.errors import DataUnusableError
+from trainer.model.progress import RowProgress
 
 __all__ = ["count_tokens", "fingerprint_path", "options_from", "validate_dataset"]
 
 OVERLONG_POLICIES = ("warn", "quarantine")
 DUPLICATE_POLICIES = ("drop", "quarantine", "keep")
+PLACEHOLDER_POLICIES = ("warn", "quarantine")
+CHUNK_ROWS = 20_000  # rows checked together: memory per chunk ~0.25 GB; Great Expectations runs once per chunk
 
 
 def options_from(settings: Any) -> dict[str, Any]:
@@ -69,6 +66,7 @@ def options_from(settings: Any) -> dict[str, Any]:
         "text_windows": settings.text_windows,
         "text_window_overlap": settings.text_window_overlap,
         "duplicate_rows": settings.duplicate_rows,
+        "unresolved_placeholders": settings.unresolved_placeholders,
     }
 
 
@@ -81,12 +79,27 @@ class _Pass:
     row_format: list[str | None] = field(default_factory=list)  # the format of rows that reached a frame
     row_frame: dict[int, Frame] = field(default_factory=dict)
     frames: dict[str, Frame] = field(default_factory=dict)
-    duplicates: dict[int, int] = field(default_factory=dict)  # row -> the earlier row it repeats
-    dropped: dict[int, int] = field(default_factory=dict)  # duplicates left out (duplicate_rows: drop)
+    duplicates: dict[int, Where] = field(default_factory=dict)  # row -> where the earlier copy it repeats is
+    dropped: dict[int, Where] = field(default_factory=dict)  # duplicates left out (duplicate_rows: drop)
 
     @property
     def rows(self) -> list[Row]:
         return self.intake.rows
+
+
+@dataclass
+class _Check:
+    """What every chunk is checked with, and what is counted across chunks."""
+
+    dataset_format: str | None
+    duplicate_rows: str
+    contracts_dir: Path
+    tokenizer: Any  # None: no token step
+    lengths_options: tuple = ()  # max_seq_length, overlong_rows, text_windows, overlap
+    placeholders: str = "warn"  # unresolved_placeholders
+    suites: set[str] = field(default_factory=set)
+    first_copies: FirstCopies = field(default_factory=FirstCopies)
+    tally: Tally = field(default_factory=Tally)
 
 
 @contextmanager
@@ -116,8 +129,11 @@ def validate_dataset(
     text_windows: bool = False,
     text_window_overlap: int = 0,
     duplicate_rows: str = "drop",
+    unresolved_placeholders: str = "warn",
     contracts_dir: Path = CONTRACTS_DIR,
-) -> tuple[ValidationReport, list[Example]]:
+    examples_path: Path | None = None,
+    chunk_rows: int = CHUNK_ROWS,
+) -> tuple[ValidationReport, Sequence[Example]]:
     """Validate every row under `data_path`; write the report and quarantine file to `report_dir`.
 
     With a `tokenizer` and `max_seq_length`, valid rows are also tokenized as training will: rows
@@ -126,6 +142,11 @@ def validate_dataset(
     `too_many_tokens` (`"quarantine"`), or for plain text with `text_windows`, split into windows.
     Raises DataUnusableError when there is nothing to validate, the folder mixes training formats,
     or a file holds data of another kind (preference pairs).
+
+    Rows are checked `chunk_rows` at a time, so memory does not grow with the data: with
+    `examples_path`, the valid rows go to that Arrow file as they are found and an ExampleTable over
+    it is returned (else a list). Only each file's format (pass 1) and the first copy of every row
+    (16 bytes of its key) are kept across chunks, so the result is the same for any chunk size.
     """
     data_path = Path(data_path)
     if dataset_format is not None and dataset_format not in FORMATS:
@@ -134,40 +155,38 @@ def validate_dataset(
         raise ValueError(f"overlong_rows: {overlong_rows!r}; choose one of {', '.join(OVERLONG_POLICIES)}")
     if duplicate_rows not in DUPLICATE_POLICIES:
         raise ValueError(f"duplicate_rows: {duplicate_rows!r}; choose one of {', '.join(DUPLICATE_POLICIES)}")
+    if unresolved_placeholders not in PLACEHOLDER_POLICIES:
+        raise ValueError(
+            f"unresolved_placeholders: {unresolved_placeholders!r}; choose one of {', '.join(PLACEHOLDER_POLICIES)}"
+        )
     mapping = dict(column_mapping or {})
-    run = _Pass(read_data(data_path, mapping, text_files=dataset_format == "text"))  # 1. every file read once
-    run.outcome = [None] * len(run.rows)
-    run.row_format = [None] * len(run.rows)
-    _check_shapes(run, dataset_format)  # 2. code checks: each file's format, each row's shape
-    _check_one_training_format(run, data_path)
-    if duplicate_rows != "keep":
-        _find_duplicates(run)
-    flagged = set(run.duplicates) if duplicate_rows == "quarantine" else set()  # the contract's duplicate_row
-    frames = {name: f for name, f in run.frames.items() if len(f)}
-    if frames:  # 3. Great Expectations, one suite per format, on the typed frames
-        failures = run_suites({name: f.frame(flagged) for name, f in frames.items()}, contracts_dir)
-        for row_id, (reason, detail) in failures.items():
-            first = run.rows[run.duplicates[row_id]] if row_id in run.duplicates else None
-            run.outcome[row_id] = (
-                reason,
-                explain(run.row_frame[row_id], run.rows[row_id], row_id, reason, detail, first),
-            )
-    if duplicate_rows == "drop":  # a copy that passed the contract is left out, not quarantined
-        run.dropped = {i: first for i, first in run.duplicates.items() if run.outcome[i] is None}
-    examples = {i: run.row_frame[i].example(row, i, run.row_format[i]) for i, row in _valid(run)}
-    lengths = None
-    if tokenizer is not None and max_seq_length and examples:  # 4. token counts, template errors, windows
-        lengths = check_lengths(examples, tokenizer, max_seq_length, overlong_rows, text_windows, text_window_overlap)
-        for i, problem in lengths.problems.items():
-            run.outcome[i] = problem
-            del examples[i]
-    report = _report(run, data_path, examples, sorted(frames), contracts_dir)  # 5. per file, per reason, raw bytes
+    intake = open_data(data_path, text_files=dataset_format == "text")  # every file found and hashed
+    formats, total = _decide_formats(intake, data_path, dataset_format, mapping)  # 1. each file's format (a first read)
+    check = _Check(dataset_format, duplicate_rows, contracts_dir, tokenizer if max_seq_length else None)
+    check.placeholders = unresolved_placeholders
+    check.lengths_options = (max_seq_length, overlong_rows, text_windows, text_window_overlap)
+    writer = ExampleWriter(examples_path) if examples_path is not None else None
+    kept: list[Example] = []
+    progress = RowProgress("validating", total)
+    try:
+        for chunk in _chunks(intake, data_path, mapping, chunk_rows):  # 2.-5. one chunk of rows at a time
+            examples = _check_chunk(chunk, formats, check)
+            writer.add(examples) if writer is not None else kept.extend(examples)
+            progress.advance(len(chunk.rows))
+            del chunk, examples
+            gc.collect()  # Great Expectations leaves reference cycles behind each chunk
+        report = check.tally.report(intake, data_path, check.suites, contracts_dir)
+        result = writer.close() if writer is not None else kept
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    progress.finish()
     report.dataset_format, report.column_mapping, report.overlong_rows = dataset_format, mapping, overlong_rows
     report.text_windows, report.duplicate_rows = text_windows, duplicate_rows
     if tokenizer is not None:
         report.max_seq_length, report.tokenizer = max_seq_length, getattr(tokenizer, "name_or_path", None)
-    if lengths is not None:
-        _apply_lengths(report, lengths, text_window_overlap)
+    check.tally.apply_lengths(report, text_window_overlap)
     if report.rows_total != report.rows_valid + report.rows_quarantined + report.rows_duplicate:  # pragma: no cover
         raise RuntimeError(
             f"row accounting broke: {report.rows_total} != {report.rows_valid} + {report.rows_quarantined} + "
@@ -175,8 +194,102 @@ def validate_dataset(
         )
     if report_dir is not None:
         write_report(report, Path(report_dir))
-    windows = lengths.windows if lengths is not None else {}
-    return report, [e for i, example in examples.items() for e in windows.get(i, (example,))]
+    return report, result
+
+
+def _decide_formats(
+    intake: Intake, data_path: Path, dataset_format: str | None, mapping: Mapping[str, str]
+) -> tuple[dict[str, str | None], int]:
+    """Each file's format: the forced one, or the one most of its rows have (read once for this), and
+    the number of rows. Refuses a file of another kind of data, and a folder whose formats train differently."""
+    formats: dict[str, str | None] = {}
+    total = 0
+    for display in list(intake.file_reports):
+        counts: Counter[str] = Counter()
+        first_of: dict[str, dict[str, Any]] = {}
+        for row in file_rows(intake, display, data_path, mapping):
+            total += 1
+            if row.record is not None:
+                kind = detect_format(row.record)
+                if kind is not None:
+                    counts[kind] += 1
+                    first_of.setdefault(kind, row.record)
+        if display not in intake.file_reports:  # not records: ignored, with a warning
+            continue
+        majority = counts.most_common(1)[0][0] if counts else None
+        if majority in NOT_SFT:
+            _refuse(display, majority, first_of[majority])
+        formats[display] = intake.file_reports[display].format = dataset_format or majority
+    _check_one_training_format(intake, data_path)
+    return formats, total
+
+
+def _chunks(intake: Intake, data_path: Path, mapping: Mapping[str, str], size: int) -> Iterator[Intake]:
+    """The rows of every file, `size` at a time (a chunk may hold the end of one file and the start
+    of the next); each chunk an Intake of its own that shares the folder's file reports."""
+    rows: list[Row] = []
+    spans: dict[str, tuple[int, int]] = {}
+    for display in list(intake.file_reports):
+        start = len(rows)
+        for row in file_rows(intake, display, data_path, mapping):
+            rows.append(row)
+            if len(rows) >= size:
+                spans[display] = (start, len(rows))
+                yield Intake(rows=rows, file_rows=spans, file_reports=intake.file_reports)
+                rows, spans, start = [], {}, 0
+        spans[display] = (start, len(rows))
+    if rows or spans:
+        yield Intake(rows=rows, file_rows=spans, file_reports=intake.file_reports)
+
+
+def _check_chunk(chunk: Intake, formats: dict[str, str | None], check: _Check) -> list[Example]:
+    """Stages 2-5 on one chunk: shapes, duplicates, Great Expectations, tokens, the tally. Its valid examples."""
+    run = _Pass(chunk)
+    run.outcome = [None] * len(run.rows)
+    run.row_format = [None] * len(run.rows)
+    _check_shapes(run, formats, check.dataset_format)  # 2. code checks: each row's shape against its file's format
+    if check.duplicate_rows != "keep":
+        _find_duplicates(run, check.first_copies)
+    flagged = set(run.duplicates) if check.duplicate_rows == "quarantine" else set()  # the contract's duplicate_row
+    frames = {name: f for name, f in run.frames.items() if len(f)}
+    if frames:  # 3. Great Expectations, one suite per format, on the typed frames
+        check.suites.update(frames)
+        failures = run_suites({name: f.frame(flagged) for name, f in frames.items()}, check.contracts_dir)
+        for row_id, (reason, detail) in failures.items():
+            run.outcome[row_id] = (
+                reason,
+                explain(run.row_frame[row_id], run.rows[row_id], row_id, reason, detail, run.duplicates.get(row_id)),
+            )
+    if check.duplicate_rows == "drop":  # a copy that passed the contract is left out, not quarantined
+        run.dropped = {i: first for i, first in run.duplicates.items() if run.outcome[i] is None}
+    examples = {i: run.row_frame[i].example(row, i, run.row_format[i]) for i, row in _valid(run)}
+    _check_placeholders(run, examples, check)
+    windows: dict[int, list[Example]] = {}
+    if check.tokenizer is not None and examples:  # 4. token counts, template errors, windows
+        lengths = check_lengths(examples, check.tokenizer, *check.lengths_options)
+        for i, problem in lengths.problems.items():
+            run.outcome[i] = problem
+            del examples[i]
+        check.tally.add_lengths(lengths)
+        windows = lengths.windows
+    check.tally.add(run, examples)  # 5. per file, per reason, raw bytes
+    return [e for i, example in examples.items() for e in windows.get(i, (example,))]
+
+
+def _check_placeholders(run: _Pass, examples: dict[int, Example], check: _Check) -> None:
+    """Answers that still hold LLaMA-Factory's identity placeholders: counted (warn) or quarantined."""
+    for i, example in list(examples.items()):
+        found = placeholder_in(example.messages) if example.messages is not None else None
+        if found is None:
+            continue
+        if check.placeholders == "quarantine":
+            run.outcome[i] = (
+                "unresolved_placeholder",
+                f"{found}; replace {{{{name}}}} and {{{{author}}}} with your model's name and author before training",
+            )
+            del examples[i]
+        else:
+            check.tally.placeholders.append(Where(example.file, example.line))
 
 
 def _valid(run: _Pass):
@@ -187,24 +300,20 @@ def _valid(run: _Pass):
     )
 
 
-def _check_shapes(run: _Pass, dataset_format: str | None) -> None:
-    """Each file's format (the forced one, or most of its rows'), then each row against it: rows of
-    another or no format are quarantined, the rest go into their suite's typed frame."""
+def _check_shapes(run: _Pass, formats: dict[str, str | None], forced: str | None) -> None:
+    """Each row against its file's format: rows of another or no format are quarantined, the rest go
+    into their suite's typed frame."""
     all_rows = run.rows
     for display, (start, end) in run.intake.file_rows.items():
-        rows = all_rows[start:end]
-        detected = [detect_format(r.record) if r.record is not None else None for r in rows]
-        majority = decide_file_format(detected)
-        if majority in NOT_SFT:
-            _refuse(display, majority, next(r.record for r, f in zip(rows, detected, strict=True) if f == majority))
-        fmt = dataset_format or majority
-        run.intake.file_reports[display].format = fmt
-        for i, row_fmt in enumerate(detected, start):
+        fmt = formats.get(display)
+        for i in range(start, end):
             row = all_rows[i]
             if row.error is not None:
                 reason, _, detail = row.error.partition(": ")
                 run.outcome[i] = (reason, detail)
-            elif row_fmt is None:
+                continue
+            row_fmt = detect_format(row.record)
+            if row_fmt is None:
                 run.outcome[i] = ("unknown_format", unknown_format_detail(row.record, fmt))
             elif row_fmt == "preference" and fmt != row_fmt:
                 run.outcome[i] = (
@@ -213,7 +322,7 @@ def _check_shapes(run: _Pass, dataset_format: str | None) -> None:
                     "answer",
                 )
             elif row_fmt != fmt:
-                why = f"dataset_format is {fmt}" if dataset_format else f"the file is {fmt} (most of its rows)"
+                why = f"dataset_format is {fmt}" if forced else f"the file is {fmt} (most of its rows)"
                 run.outcome[i] = ("wrong_format", f"a {row_fmt} row, but {why}; keep one format per file")
             else:
                 _add_to_frame(run, i, row.record, fmt)
@@ -246,109 +355,20 @@ def _refuse(display: str, kind: str, record: dict[str, Any]) -> None:
     raise DataUnusableError(f"{what}; to train on the chosen answers set column_mapping: {{{setting}}} (CLI: {flags})")
 
 
-def _find_duplicates(run: _Pass) -> None:
+def _find_duplicates(run: _Pass, first_copies: FirstCopies) -> None:
     """Exact duplicates over the whole folder, among rows that reached a frame (the first copy stays)."""
-    first_copy: dict[str, int] = {}
     rows = run.rows
     for i, fmt in enumerate(run.row_format):
         if fmt is not None:
-            first = first_copy.setdefault(rows[i].key, i)
-            if first != i:
+            first = first_copies.first(rows[i])
+            if first is not None:
                 run.duplicates[i] = first
 
 
-def _apply_lengths(report: ValidationReport, lengths: Lengths, overlap: int) -> None:
-    report.overlong, report.rows_overlong, report.max_tokens = (
-        lengths.overlong,
-        len(lengths.overlong),
-        lengths.max_tokens,
-    )
-    if lengths.windows:
-        report.rows_windowed, report.windows = len(lengths.windows), sum(len(w) for w in lengths.windows.values())
-        report.notes.append(
-            f"{report.rows_windowed} text row(s) over max_seq_length were split into {report.windows} windows "
-            f"({overlap} tokens of overlap)"
-        )
-    if lengths.tool_ids:
-        report.notes.append(
-            f"{lengths.tool_ids} row(s) call tools and the chat template demands 9-character alphanumeric tool-call "
-            "ids: their ids were derived from each row's content and call index (the same for a call and its result)"
-        )
-    if lengths.folded:
-        report.notes.append(
-            f"{lengths.folded} row(s) have a system prompt and the chat template has no system role: it was put at "
-            "the start of the first user turn"
-        )
-
-
-def _merge_note(run: _Pass, examples: dict[int, Example], report: ValidationReport) -> None:
-    merged = [run.row_frame[i].conversations[i].merged for i in examples if run.row_frame[i].suite == "chat"]
-    report.rows_merged, report.turns_merged = sum(1 for m in merged if m), sum(merged)
-    if report.rows_merged:
-        report.notes.append(
-            f"{report.rows_merged} row(s) had consecutive turns from one role: {report.turns_merged} turn(s) merged "
-            f"into the turn before them (contents joined by {MERGE_SEPARATOR!r})"
-        )
-
-
-def _report(
-    run: _Pass, data_path: Path, examples: dict[int, Example], suites: list[str], contracts_dir: Path
-) -> ValidationReport:
-    quarantined: list[QuarantinedRow] = []
-    duplicates: list[DuplicateRow] = []
-    for display, (start, end) in run.intake.file_rows.items():
-        file_report = run.intake.file_reports[display]
-        file_report.rows_total, file_report.rows_valid, file_report.rows_quarantined = end - start, 0, 0
-        file_report.rows_duplicate = 0
-        file_report.top_reasons = {}
-        for i in range(start, end):
-            if i in run.dropped:
-                file_report.rows_duplicate += 1
-                first = run.rows[run.dropped[i]]
-                duplicates.append(DuplicateRow(run.rows[i].file, run.rows[i].line, first.file, first.line))
-                continue
-            if run.outcome[i] is None:
-                file_report.rows_valid += 1
-                continue
-            reason, detail = run.outcome[i]
-            file_report.rows_quarantined += 1
-            file_report.top_reasons[reason] = file_report.top_reasons.get(reason, 0) + 1
-            quarantined.append(_quarantine(run.rows[i], reason, detail))
-        file_report.top_reasons = dict(sorted(file_report.top_reasons.items(), key=lambda kv: (-kv[1], kv[0])))
-    reports = list(run.intake.file_reports.values())
-    formats = sorted({r.format for r in reports if r.format and r.rows_total})
-    report = ValidationReport(
-        data_path=str(data_path),
-        format=formats[0] if len(formats) == 1 else ("+".join(formats) or None),
-        contract_version=contract_version(suites, contracts_dir) if suites else "none",
-        rows_total=len(run.rows),
-        rows_valid=len(examples),
-        rows_quarantined=len(quarantined),
-        fingerprint=dataset_fingerprint(run.intake.digests),
-        files=reports,
-        quarantined=quarantined,
-        trains_as=TRAINS_AS[formats[0]] if formats else None,
-        reasons=dict(Counter(q.reason for q in quarantined).most_common()),
-        ignored_files=list(run.intake.ignored),
-        warnings=list(run.intake.warnings),
-        rows_duplicate=len(duplicates),
-        duplicates=duplicates,
-    )
-    if duplicates:
-        first = duplicates[0]
-        report.notes.append(
-            f"{len(duplicates)} exact duplicate row(s) left out, the first copy of each trained once (first: "
-            f"{first.file}:{first.line} repeats {first.first_file}:{first.first_line}; all in the report; "
-            "duplicate_rows: keep trains every copy)"
-        )
-    _merge_note(run, examples, report)
-    return report
-
-
-def _check_one_training_format(run: _Pass, data_path: Path) -> None:
+def _check_one_training_format(intake: Intake, data_path: Path) -> None:
     """A folder may mix formats only when they all become the same training text (chat or text)."""
     first_file: dict[str, Any] = {}
-    for report in run.intake.file_reports.values():
+    for report in intake.file_reports.values():
         if report.format is not None:
             first_file.setdefault(TRAINS_AS[report.format], report)
     if len(first_file) > 1:
@@ -357,10 +377,3 @@ def _check_one_training_format(run: _Pass, data_path: Path) -> None:
             f"{data_path}: mixes formats that train differently ({found}): chat formats use the chat template, "
             "text trains on plain text; keep them in separate folders"
         )
-
-
-def _quarantine(row: Row, reason: str, detail: str) -> QuarantinedRow:
-    try:
-        return QuarantinedRow(row.file, row.line, reason, detail, raw=row.raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        return QuarantinedRow(row.file, row.line, reason, detail, raw_base64=base64.b64encode(row.raw).decode("ascii"))
