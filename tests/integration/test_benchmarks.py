@@ -46,7 +46,7 @@ SCALE_LOG = """\
 14:10:16.097 | INFO    | Task run 'validate-337' - Finished in state Completed()
 14:10:19.383 | INFO    | llm_trainer.prepared - Training rows prepared: 8928 rows (3 longer than max_seq_length, \
 0 the template can't render left out) in 3.2s (/tmp/home-10000/prepared/2e224fb691c3dfa34668bf6983403f18)
-14:10:21.531 | INFO    | Task run 'train-4ae' - Trained 5 steps in 5.4s on cpu: mean train loss 6.3183; adapter in /tmp/a
+14:10:21.531 | INFO    | Task run 'train-4ae' - Trained 5 steps in 5.4s on cpu: mean train loss 6.3183; adapter
 14:10:21.535 | INFO    | Task run 'train-4ae' - Finished in state Completed()
 14:10:41.509 | INFO    | Task run 'evaluate-18c' - Finished in state Completed()
 """
