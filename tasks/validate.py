@@ -51,7 +51,7 @@ def validate_data(settings: Settings) -> DatasetSnapshot:
     state = check_data(settings, data_path, tokenizer_dir, key, return_state=True)
     report, examples = state.result()
     if not stage.validated_rows_present(examples):  # a cached result whose rows file was removed since
-        logger.info("The cached validation's rows are gone from the state folder; validating again")
+        logger.warning("The cached validation's rows are gone or damaged in the state folder; validating again")
         state = check_data.with_options(refresh_cache=True)(settings, data_path, tokenizer_dir, key, return_state=True)
         report, examples = state.result()
     cached = state.name == "Cached"

@@ -79,6 +79,7 @@ def print_summary(summary) -> None:
         ("Registered model", f"{summary.model_name} version {summary.model_version} ({', '.join(summary.aliases)})"),
         ("Trained on", f"{summary.device}, quantization {summary.quantization}, {summary.global_step} steps"),
         ("Train loss (mean)", f"{summary.train_loss:.4f}"),
+        ("Rows", f"{summary.train_rows} to train, {summary.eval_rows} of {summary.eval_rows_held_out} held out scored"),
         *((key, f"{value:.4f}") for key, value in summary.eval_metrics.items()),
         ("Backup", summary.backup_location),
         ("Open the MLflow UI", ui_command()),

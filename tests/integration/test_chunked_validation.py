@@ -84,3 +84,25 @@ def test_a_table_passes_as_its_path_and_splits_into_views(tmp_path):
     (tmp_path / "rows.arrow").unlink()
     with pytest.raises(FileNotFoundError, match="validated rows are gone"):
         len(ExampleTable(tmp_path / "rows.arrow"))
+
+
+def test_a_cut_short_or_changed_rows_file_is_not_intact(tmp_path):
+    """A cached validation's rows file that was truncated, altered in place or removed is found out
+    before anything reads it (the validate task then validates again)."""
+    (tmp_path / "data").mkdir()
+    rows = [json.dumps({"instruction": f"Q{i}", "output": f"A{i}"}) for i in range(50)]
+    (tmp_path / "data" / "a.jsonl").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    path = tmp_path / "rows.arrow"
+    _, table = validate_dataset(tmp_path / "data", examples_path=path)
+    view = split_examples(table, 0.2, 1)[0]
+    restored = pickle.loads(pickle.dumps(view))
+    assert table.intact() and restored.intact() and restored.digest == table.digest
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) // 2])  # a full disk, a killed copy
+    assert not restored.intact()
+    path.write_bytes(whole[:100] + bytes([whole[100] ^ 1]) + whole[101:])  # same size, one bit changed
+    assert not restored.intact()
+    path.unlink()
+    assert not restored.intact()
+    path.write_bytes(whole)
+    assert restored.intact()

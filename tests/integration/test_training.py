@@ -143,6 +143,10 @@ def test_training_rows_are_prepared_once_and_reused_by_the_next_attempt(
     assert run("c")[0].rows_prepared == "prepared"
     assert run("d", max_seq_length=128)[0].rows_prepared == "prepared"  # other tokens, other key
     assert len([p for p in (tmp_path / "state" / "prepared").iterdir() if p.is_dir()]) == 2
+    rows_file = prepared[0] / "rows.arrow"
+    rows_file.write_bytes(rows_file.read_bytes()[:-64])  # cut short (a full disk) after it was marked whole
+    assert run("e")[0].rows_prepared == "prepared"  # found out by its sha256 and prepared again, never read
+    assert run("f")[0].rows_prepared == "reused"
 
 
 def _prepare_in_a_process(args) -> bool:

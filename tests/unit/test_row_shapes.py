@@ -132,6 +132,8 @@ def test_identity_placeholders_are_found_in_answers_only():
     )
     assert placeholder_in([{"role": "assistant", "content": "Use {{ item }} in Jinja."}]) is None  # other braces
     assert placeholder_in([{"role": "user", "content": "Who is {{author}}?"}]) is None  # only answers are trained
+    context = {"role": "assistant", "content": "I am {{name}}.", "weight": 0}  # shown, never learnt
+    assert placeholder_in([{"role": "user", "content": "hi"}, context]) is None
 
 
 def test_a_tool_result_after_a_call_written_as_text_is_kept_and_counted():

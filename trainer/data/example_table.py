@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from trainer.data.files import stream_digest
 from trainer.data.formats import Example
 
 try:  # a dependency of prefect, so present in every install; json is the fallback
@@ -92,8 +93,9 @@ class ExampleWriter:
         self._flush()
         self._writer.close()
         self._sink.close()
+        digest, _ = stream_digest(self._tmp)  # kept with every view: a damaged file is found before it is read
         os.replace(self._tmp, self.path)
-        return ExampleTable(self.path)
+        return ExampleTable(self.path, digest=digest)
 
     def abort(self) -> None:
         try:
@@ -111,14 +113,26 @@ class ExampleTable(Sequence):
     through a map would hold the whole file, ~0.8 GB, in the process. Every batch but the last holds
     BATCH_ROWS rows (ExampleWriter), so row p is in batch p // BATCH_ROWS."""
 
-    def __init__(self, path: Path | str, positions: np.ndarray | None = None) -> None:
+    def __init__(self, path: Path | str, positions: np.ndarray | None = None, digest: str | None = None) -> None:
         self.path = Path(path)
         self.positions = None if positions is None else np.asarray(positions, dtype=np.int64)
+        self.digest = digest  # sha256 of the file as written
         self._reader = None
         self._rows: int | None = None
 
-    def __reduce__(self):  # pickled (Prefect results, launch specs) as the path and positions only
-        return ExampleTable, (str(self.path), self.positions)
+    def __reduce__(self):  # pickled (Prefect results, launch specs) as the path, positions and digest only
+        return ExampleTable, (str(self.path), self.positions, self.digest)
+
+    def intact(self) -> bool:
+        """The file is there, has the bytes it was written with, and holds every row this view names."""
+        try:
+            if self.digest is not None and stream_digest(self.path)[0] != self.digest:
+                return False
+            self._reader = None
+            rows = self.rows_in_file
+        except (OSError, ValueError):  # gone, unreadable, or not an Arrow file (ArrowInvalid)
+            return False
+        return self.positions is None or not len(self.positions) or int(self.positions.max()) < rows
 
     @property
     def reader(self):
@@ -158,7 +172,7 @@ class ExampleTable(Sequence):
     def select(self, positions: Sequence[int] | np.ndarray) -> ExampleTable:
         """A view of these rows of this view (positions into it, in the order given)."""
         chosen = np.asarray(positions, dtype=np.int64)
-        return ExampleTable(self.path, self.positions[chosen] if self.positions is not None else chosen)
+        return ExampleTable(self.path, self.positions[chosen] if self.positions is not None else chosen, self.digest)
 
     def _rows_at(self, positions: np.ndarray, columns: list[str]) -> dict[str, list]:
         """The rows at these file positions, in their order: each batch they fall in read once."""
@@ -219,5 +233,5 @@ def join(first: Sequence[Example], second: Sequence[Example]) -> Sequence[Exampl
     if isinstance(first, ExampleTable) and isinstance(second, ExampleTable) and first.path == second.path:
         whole = np.arange(first.rows_in_file)
         parts = [v.positions if v.positions is not None else whole for v in (first, second)]
-        return ExampleTable(first.path, np.concatenate(parts))
+        return ExampleTable(first.path, np.concatenate(parts), first.digest)
     return [*first, *second]

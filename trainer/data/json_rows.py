@@ -62,7 +62,11 @@ def _parse_array(data: bytes, display: str, column_mapping: Mapping[str, str] | 
         try:
             value, end = _DECODER.raw_decode(text, pos)
         except json.JSONDecodeError as exc:
-            rows.append(_rest(text, pos, line, f"{exc.msg} at line {exc.lineno} column {exc.colno}", display))
+            rows.append(
+                _rest(
+                    text, pos, line, f"{exc.msg.removesuffix(' at')} at line {exc.lineno} column {exc.colno}", display
+                )
+            )
             return rows
         except RecursionError:
             rows.append(_rest(text, pos, line, "nested too deeply", display))

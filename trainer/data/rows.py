@@ -112,7 +112,7 @@ def _parse_json_slow(body: bytes) -> tuple[Any, str | None]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        return None, f"invalid_json: {exc.msg} at column {exc.colno}"
+        return None, f"invalid_json: {exc.msg.removesuffix(' at')} at column {exc.colno}"  # "…starting at"
     except RecursionError:
         return None, "invalid_json: nested too deeply"
     except ValueError as exc:  # an integer of more than 4,300 digits: Python's bound on int(text)

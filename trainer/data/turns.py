@@ -205,7 +205,8 @@ def placeholder_in(messages: list[dict[str, Any]]) -> str | None:
     """LLaMA-Factory's `{{name}}` / `{{author}}` left in an answer: a sentence naming the first, or None."""
     for n, message in enumerate(messages):
         content = message.get("content")
-        if message["role"] == "assistant" and isinstance(content, str) and "{{" in content:
+        trained = message["role"] == "assistant" and message.get("weight", 1) != 0  # context is not learnt
+        if trained and isinstance(content, str) and "{{" in content:
             found = _PLACEHOLDER.search(content)
             if found:
                 return f"message {n} (an answer) holds LLaMA-Factory's {found.group(0)} placeholder"

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 from trainer.config.catalog import architecture_for_template
 from trainer.errors import TemplateRenderError, TemplateTimeoutError
+from trainer.model import turn_parts
 from trainer.model.deadline import DeadlineExceeded, within
 from trainer.model.turn_parts import LONG_ID, SHORT_ID_LENGTH, ids_fit, turn_end, with_derived_ids
 
@@ -73,6 +74,7 @@ class _Skeleton:
     pattern: re.Pattern
 
 
+_TEXT_PARTS: dict[tuple, bool] = {}  # template key -> reads_text_parts
 _FACTS: dict[tuple, TemplateFacts] = {}
 _SKELETONS: dict[tuple, _Skeleton] = {}
 
@@ -126,7 +128,29 @@ def _required_id_length(tokenizer) -> int | None:
 
 def apply_template(tokenizer, messages: list[dict], tools: list | None = None, generation_prompt: bool = False) -> str:
     """The template's rendering, or TemplateRenderError carrying the template's own message, or
-    TemplateTimeoutError once it has run RENDER_SECONDS (a template is a program the model folder brings)."""
+    TemplateTimeoutError past RENDER_SECONDS (a template is a program); text as parts where it reads only those."""
+    if reads_text_parts(tokenizer):
+        messages = turn_parts.as_text_parts(messages)
+    return _render(tokenizer, messages, tools, generation_prompt)
+
+
+def reads_text_parts(tokenizer) -> bool:
+    """A template that writes text only from a list of parts (Idefics3, LLaVA-NeXT: Jinja iterates a
+    string's characters and writes nothing), found once per template by rendering a probe both ways."""
+    key = _template_key(tokenizer)
+    if key not in _TEXT_PARTS:
+        turns = [{"role": "user", "content": _PLACEHOLDER.format(0)}, {"role": "assistant", "content": "probe"}]
+        wrote = []  # the placeholder written from a string, from a text part
+        for probe in (turns, turn_parts.as_text_parts(turns)):
+            try:
+                wrote.append(_PLACEHOLDER.format(0) in _render(tokenizer, probe, None, False))
+            except TemplateRenderError:
+                wrote.append(False)
+        _TEXT_PARTS[key] = wrote == [False, True]
+    return _TEXT_PARTS[key]
+
+
+def _render(tokenizer, messages: list[dict], tools: list | None, generation_prompt: bool) -> str:
     from jinja2 import TemplateError  # a transformers dependency, imported with it
 
     try:
@@ -293,7 +317,7 @@ def render_for_training(tokenizer, messages: list[dict], tools: list | None = No
                 # Stripping and re-spacing is fine; anything else (Qwen3 cutting `<think>` reasoning out
                 # of an answer) would train on text the row does not hold.
                 raise TemplateRenderError(f"the chat template rewrites the answer in messages[{i + shift}]")
-            spans.append((start, _through_end_of_turn(text, end, facts.end_of_turn)))
+            spans.append((start, turn_parts.through_end_of_turn(text, end, facts.end_of_turn)))
         else:
             raise TemplateRenderError(f"messages[{i + shift}] is an assistant turn with no text and no tool calls")
     spans.sort()  # in rendered order, which a template may change
@@ -312,17 +336,6 @@ def render_for_training(tokenizer, messages: list[dict], tools: list | None = No
         spans[-1] = (spans[-1][0], end)
     derived = bool(facts.tool_call_id_length) and not ids_fit(messages, facts.tool_call_id_length)
     return RenderedConversation(text, spans, folded, derived)
-
-
-def _through_end_of_turn(text: str, end: int, end_of_turn: tuple[str, ...]) -> int:
-    """`end` moved past the end-of-turn string that follows it (whitespace between allowed), if any."""
-    after = end
-    while after < len(text) and text[after].isspace():
-        after += 1
-    for marker in sorted(end_of_turn, key=len, reverse=True):
-        if marker and text.startswith(marker, after):
-            return after + len(marker)
-    return end
 
 
 def _tool_call_span(

@@ -22,7 +22,7 @@ from trainer.config.state import PROJECT_ROOT, models_dir
 log = logging.getLogger("llm_trainer.tiny")
 
 # Bump when the recipe below changes, so cached builds are rebuilt instead of silently reused.
-BUILD_VERSION = 2
+BUILD_VERSION = 3
 # A short language-model warm-up on the corpus's plain text (no chat template): the base then
 # "knows the language" like a real base model does, and fine-tuning has something to adapt. From
 # random weights, LoRA alone barely moves the loss in a demo-sized run.
@@ -54,11 +54,16 @@ SPECIAL_TOKENS = {
 }
 
 # A LLaMA-3-like template: each turn is `<|start|>role\ncontent<|end|>\n`. `<|end|>` is the eos
-# token, so generation stops at the end of the assistant's turn.
+# token, so generation stops at the end of the assistant's turn. Tools as the real models have them:
+# the definitions first, each call on a line of its own after the turn's text, results as `tool`
+# turns; so the demo model trains tool-use data (LLaMA-Factory's glaive demo) with the defaults.
 CHAT_TEMPLATE = (
     "{{ bos_token }}"
+    "{% if tools %}{{ '<|start|>tools\n' + (tools | tojson) + '<|end|>\n' }}{% endif %}"
     "{% for message in messages %}"
-    "{{ '<|start|>' + message['role'] + '\n' + message['content'] + '<|end|>' + '\n' }}"
+    "{{ '<|start|>' + message['role'] + '\n' + message['content'] }}"
+    "{% for call in message.get('tool_calls') or [] %}{{ '\ncall ' + (call['function'] | tojson) }}{% endfor %}"
+    "{{ '<|end|>' + '\n' }}"
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|start|>assistant\n' }}{% endif %}"
 )

@@ -97,3 +97,22 @@ def alphanumeric(digest: bytes, length: int) -> str:
         number, digit = divmod(number, len(alphabet))
         chars.append(alphabet[digit])
     return "".join(chars)
+
+
+def as_text_parts(messages: list[dict]) -> list[dict]:
+    """Each string content as one `{"type": "text", "text": ...}` part (for templates that read only parts)."""
+    return [
+        {**m, "content": [{"type": "text", "text": m["content"]}]} if isinstance(m.get("content"), str) else m
+        for m in messages
+    ]
+
+
+def through_end_of_turn(text: str, end: int, end_of_turn: tuple[str, ...]) -> int:
+    """`end` moved past the end-of-turn string that follows it (whitespace between allowed), if any."""
+    after = end
+    while after < len(text) and text[after].isspace():
+        after += 1
+    for marker in sorted(end_of_turn, key=len, reverse=True):
+        if marker and text.startswith(marker, after):
+            return after + len(marker)
+    return end

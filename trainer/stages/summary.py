@@ -29,6 +29,8 @@ class PipelineSummary:
     promotion: str = ""  # the promotion policy's decision, in words
     lineage: dict[str, str] = field(default_factory=dict)  # parent_model / parent_version / parent_run_id
     train_rows: int = 0
+    eval_rows: int = 0  # held-out rows scored (a seeded sample of at most eval_max_rows)
+    eval_rows_held_out: int = 0  # held-out rows in all
     merged_dir: str | None = None
     outcome: str = "trained"  # or "unchanged" (skip_if_unchanged: nothing trained; model_version is the champion)
 
@@ -57,6 +59,8 @@ def summarize(
         promotion=registered.promotion,
         lineage=assets.lineage,
         train_rows=len(dataset.train_examples),
+        eval_rows=len(dataset.eval_examples),
+        eval_rows_held_out=dataset.eval_rows_held_out or len(dataset.eval_examples),
         merged_dir=merged,
     )
 

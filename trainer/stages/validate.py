@@ -75,10 +75,10 @@ def check_data(
 
 
 def validated_rows_present(examples: Sequence[Example]) -> bool:
-    """False when a cached validation's rows file was removed since (pruned, or the state folder
-    cleaned): the cache hit can't be used."""
+    """False when a cached validation's rows file was removed, cut short or changed since (pruned,
+    the state folder cleaned, a full disk, a hand edit): the cache hit can't be used."""
     if isinstance(examples, ExampleTable):
-        if not examples.exists():
+        if not examples.intact():
             return False
         os.utime(examples.path.parent)  # most recently used: kept by prune_keyed
     return True
@@ -122,7 +122,9 @@ def record_validation(
     registry.log_dataset(run_id, report, len(examples))
     check_gates(report, settings.min_valid_rows, settings.max_invalid_fraction)
     train, held_out = split_examples(examples, settings.eval_fraction, settings.random_seed)
-    registry.log_metrics(run_id, {"train_rows": len(train), "eval_rows": len(held_out)})
+    registry.log_metrics(
+        run_id, {"train_rows": len(train), "eval_rows": len(held_out), "eval_rows_held_out": len(held_out)}
+    )
     return DatasetSnapshot(
         run_id=run_id,
         run_name=run_name,

@@ -126,7 +126,7 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 def write_examples(folder: Path, name: str, examples: Sequence[Example]) -> str:
     """The rows for the launch spec, under `folder`; the file name read_examples takes. A view of the
-    validated table is written as its path and positions (every process maps the same file); a list
+    validated table is written as its path and positions (every process reads the same file); a list
     as JSON Lines."""
     if isinstance(examples, ExampleTable):
         positions = None
@@ -134,7 +134,9 @@ def write_examples(folder: Path, name: str, examples: Sequence[Example]) -> str:
             positions = f"{name}.positions.npy"
             np.save(folder / positions, examples.positions)
         file = f"{name}.table.json"
-        write_json_atomic(folder / file, {"path": str(examples.path), "positions": positions})
+        write_json_atomic(
+            folder / file, {"path": str(examples.path), "positions": positions, "sha256": examples.digest}
+        )
         return file
     file = f"{name}.jsonl"
     tmp = folder / f".{file}.tmp"
@@ -149,6 +151,6 @@ def read_examples(path: Path) -> Sequence[Example]:
     if path.name.endswith(".table.json"):
         spec = json.loads(path.read_text(encoding="utf-8"))
         positions = np.load(path.parent / spec["positions"]) if spec["positions"] else None
-        return ExampleTable(spec["path"], positions)
+        return ExampleTable(spec["path"], positions, spec.get("sha256"))
     with path.open(encoding="utf-8") as fh:
         return [Example(**json.loads(line)) for line in fh if line.strip()]

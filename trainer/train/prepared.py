@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trainer.data.example_table import bodies_of
+from trainer.data.files import stream_digest
 from trainer.data.formats import Example
 from trainer.layout import prune_keyed
 
@@ -97,7 +98,7 @@ def prepare(
     folder = root / key
     root.mkdir(parents=True, exist_ok=True)
     with FileLock(str(root / f"{key}.lock"), timeout=4 * 3600):
-        reused = (folder / "prepared.json").is_file()
+        reused = _intact(folder)
         if not reused:
             _write(folder, examples, tokenizer, max_seq_length, train_on_prompt)
         prepared = _load(folder, reused, started, key)
@@ -146,13 +147,34 @@ def _write(folder: Path, examples: Sequence[Example], tokenizer, max_seq_length:
 
             rows = tokenize_rows(tokenizer, examples, max_seq_length, train_on_prompt, keep=keep)
             flush()
-        meta = {"rows": rows.kept_count, "too_long": rows.too_long, "unrenderable": len(rows.unrenderable)}
+        meta = {
+            "rows": rows.kept_count,
+            "too_long": rows.too_long,
+            "unrenderable": len(rows.unrenderable),
+            "sha256": stream_digest(staging / ROWS_FILE)[0],
+        }
         (staging / "prepared.json").write_text(json.dumps(meta), encoding="utf-8")  # last: marks it whole
         if folder.exists():
             shutil.rmtree(folder)  # a half-written one of a killed process (no prepared.json)
         os.replace(staging, folder)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _intact(folder: Path) -> bool:
+    """Prepared before, whole (prepared.json is written last) and unchanged since (its rows file has the
+    sha256 recorded then); a damaged one is said and prepared again, never read."""
+    marker = folder / "prepared.json"
+    if not marker.is_file():
+        return False
+    try:
+        meta = json.loads(marker.read_text(encoding="utf-8"))
+        if stream_digest(folder / ROWS_FILE)[0] == meta["sha256"]:
+            return True
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    log.warning("Prepared rows in %s are damaged or from an older version; preparing them again", folder)
+    return False
 
 
 def _load(folder: Path, reused: bool, started: float, key: str) -> Prepared:
