@@ -128,7 +128,7 @@ class ExampleTable(Sequence):
         try:
             if self.digest is not None and stream_digest(self.path)[0] != self.digest:
                 return False
-            self._reader = None
+            self._reader, self._rows = None, None  # read the file as it is now
             rows = self.rows_in_file
         except (OSError, ValueError):  # gone, unreadable, or not an Arrow file (ArrowInvalid)
             return False
@@ -151,9 +151,6 @@ class ExampleTable(Sequence):
             last = reader.num_record_batches - 1
             self._rows = 0 if last < 0 else last * BATCH_ROWS + reader.get_batch(last).num_rows
         return self._rows
-
-    def exists(self) -> bool:
-        return self.path.is_file()
 
     def __len__(self) -> int:
         return len(self.positions) if self.positions is not None else self.rows_in_file
