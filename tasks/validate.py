@@ -50,7 +50,7 @@ def validate_data(settings: Settings) -> DatasetSnapshot:
     key = stage.validation_cache_key(settings, data_path, tokenizer_dir)
     state = check_data(settings, data_path, tokenizer_dir, key, return_state=True)
     report, examples = state.result()
-    if not stage.validated_rows_present(examples):  # a cached result whose rows file was removed since
+    if state.name == "Cached" and not stage.validated_rows_present(examples):  # its rows file removed or damaged since
         logger.warning("The cached validation's rows are gone or damaged in the state folder; validating again")
         state = check_data.with_options(refresh_cache=True)(settings, data_path, tokenizer_dir, key, return_state=True)
         report, examples = state.result()

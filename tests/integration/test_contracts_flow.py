@@ -55,6 +55,13 @@ def test_lineage_and_a_cache_that_still_gives_each_flow_run_its_own_mlflow_run(
     )
     assert [e.key for e in first.train_examples] == [e.key for e in second.train_examples] and second.eval_examples
 
+    # The cached result names its rows file; one cut short since (a full disk) is never read: validated again.
+    rows_file = second.train_examples.path
+    rows_file.write_bytes(rows_file.read_bytes()[:-100])
+    third = validate_only(_settings(data, tokenizer_folder, "max_seq_length=64"))
+    assert not third.cached and [e.key for e in third.train_examples] == [e.key for e in first.train_examples]
+    assert validate_only(_settings(data, tokenizer_folder, "max_seq_length=64")).cached  # whole again
+
     client = MlflowClient(state.tracking_uri())
     for snapshot in (first, second):
         report = json.loads(Path(snapshot.report_path).read_text())
