@@ -94,7 +94,11 @@ def detect_format(record: dict[str, Any]) -> str | None:
 
 def decide_file_format(row_formats: Iterable[str | None]) -> str | None:
     """A file's format: the one most of its parseable rows have (ties: the one seen first)."""
-    counts = Counter(f for f in row_formats if f is not None)
+    return majority_format(Counter(f for f in row_formats if f is not None))
+
+
+def majority_format(counts: Counter) -> str | None:
+    """The rule, on counts kept as rows are read: most rows wins; a tie goes to the one counted first."""
     return counts.most_common(1)[0][0] if counts else None
 
 

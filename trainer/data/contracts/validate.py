@@ -43,7 +43,15 @@ from trainer.data.contracts.report import ValidationReport, write_report
 from trainer.data.contracts.suites import CONTRACTS_DIR
 from trainer.data.contracts.tally import FirstCopies, Tally, Where
 from trainer.data.example_table import ExampleWriter
-from trainer.data.formats import FORMATS, NOT_SFT, TRAINS_AS, Example, detect_format, preference_mapping
+from trainer.data.formats import (
+    FORMATS,
+    NOT_SFT,
+    TRAINS_AS,
+    Example,
+    detect_format,
+    majority_format,
+    preference_mapping,
+)
 from trainer.data.rows import Row
 from trainer.data.turns import placeholder_in
 from trainer.errors import DataUnusableError
@@ -218,7 +226,7 @@ def _decide_formats(
                     first_of.setdefault(kind, row.record)
         if display not in intake.file_reports:  # not records: ignored, with a warning
             continue
-        majority = counts.most_common(1)[0][0] if counts else None
+        majority = majority_format(counts)
         if majority in NOT_SFT:
             _refuse(display, majority, first_of[majority])
         formats[display] = intake.file_reports[display].format = dataset_format or majority
