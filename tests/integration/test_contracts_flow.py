@@ -41,10 +41,11 @@ def test_lineage_and_a_cache_that_still_gives_each_flow_run_its_own_mlflow_run(
     write_jsonl(data / "a.jsonl", [chat(f"question {i}", f"answer {i}") for i in range(12)])
     write_jsonl(data / "sub" / "b.jsonl", [chat("the longest question " * 30, "a long answer " * 30)])
 
-    first = validate_only(_settings(data, tokenizer_folder, "max_seq_length=64"))
-    second = validate_only(
-        _settings(data, tokenizer_folder, "max_seq_length=64", "learning_rate=5e-5")
-    )  # not a data setting
+    # Tokenized by two worker processes, spawned from the Prefect task's thread.
+    first = validate_only(_settings(data, tokenizer_folder, "max_seq_length=64", "tokenize_processes=2"))
+    second = validate_only(  # neither changes what validation finds
+        _settings(data, tokenizer_folder, "max_seq_length=64", "learning_rate=5e-5", "tokenize_processes=1")
+    )
     assert not first.cached and second.cached
     assert first.run_id != second.run_id and first.output_dir != second.output_dir
     assert (first.fingerprint, first.rows_total, first.rows_valid, first.rows_overlong) == (

@@ -227,6 +227,14 @@ class DataSettings(BaseModel):
     text_window_overlap: int = Field(
         0, ge=0, description="With text_windows: tokens each window repeats from the one before (< max_seq_length / 2)."
     )
+    tokenize_processes: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="Processes that tokenize rows at validation and when preparing training rows: 0 = one per CPU "
+        "core (at most 8) from 20,000 rows, one process below that; 1 = only the main process. The tokens are the "
+        "same either way.",
+    )
 
     @model_validator(mode="after")
     def _window_overlap_fits(self) -> Any:

@@ -19,11 +19,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 from trainer.data.formats import Example
 from trainer.errors import TemplateRenderError
 from trainer.model.progress import RowProgress
 from trainer.model.templates import render_for_training, render_prompt
+from trainer.model.token_pool import TokenPool
 
 log = logging.getLogger("llm_trainer.tokens")
 IGNORE_INDEX = -100
@@ -87,6 +89,30 @@ def _labels(ids: list[int], offsets: list[tuple[int, int]], spans: list[tuple[in
     return labels
 
 
+@dataclass(frozen=True)
+class TokenCount:
+    """What validation keeps of a tokenized row (the ids stay in the worker that made them)."""
+
+    tokens: int
+    folded_system: bool
+    derived_tool_ids: bool
+
+
+def tokenize_or_error(tokenizer, example: Example, train_on_prompt: bool = False) -> TokenizedExample | str:
+    """`tokenize_example`, or the chat template's message for a row it can't render (for TokenPool)."""
+    try:
+        return tokenize_example(tokenizer, example, train_on_prompt)
+    except TemplateRenderError as exc:
+        return str(exc)
+
+
+def count_or_error(tokenizer, example: Example) -> TokenCount | str:
+    tokenized = tokenize_or_error(tokenizer, example)
+    if isinstance(tokenized, str):
+        return tokenized
+    return TokenCount(len(tokenized.input_ids), tokenized.folded_system, tokenized.derived_tool_ids)
+
+
 @dataclass
 class TokenizedRows:
     kept: list[TokenizedExample] = field(default_factory=list)
@@ -102,31 +128,41 @@ def tokenize_rows(
     max_seq_length: int,
     train_on_prompt: bool = False,
     keep: Callable[[TokenizedExample], None] | None = None,
+    processes: int = 1,
 ) -> TokenizedRows:
-    """Tokenize all examples. Rows longer than max_seq_length are left out and counted, never
-    truncated (a truncated answer teaches the model to stop mid-sentence); rows the chat template
-    can't render are left out and listed (validation quarantines them first, so normally none).
-    With `keep`, each kept row goes to it as it is made (to disk) instead of into `kept`."""
+    """Tokenize all examples, in `processes` processes (trainer/model/token_pool.py). Rows longer
+    than max_seq_length are left out and counted, never truncated (a truncated answer teaches the
+    model to stop mid-sentence); rows the chat template can't render are left out and listed
+    (validation quarantines them first, so normally none). With `keep`, each kept row goes to it as
+    it is made (to disk) instead of into `kept`."""
     rows = TokenizedRows()
     progress = RowProgress("tokenizing", len(examples))
-    for example in examples:
-        progress.advance()
-        try:
-            tokenized = tokenize_example(tokenizer, example, train_on_prompt)
-        except TemplateRenderError as exc:
-            rows.unrenderable.append((example, str(exc)))
-            continue
-        rows.folded += tokenized.folded_system
-        if len(tokenized.input_ids) > max_seq_length:
-            rows.too_long += 1
-            continue
-        rows.kept_count += 1
-        if keep is not None:
-            keep(tokenized)
-        else:
-            rows.kept.append(tokenized)
+    with TokenPool(tokenizer, processes) as pool:
+        for example, tokenized in pool.imap(partial(tokenize_or_error, train_on_prompt=train_on_prompt), examples):
+            progress.advance()
+            if isinstance(tokenized, str):
+                rows.unrenderable.append((example, tokenized))
+                continue
+            _count_or_keep(rows, tokenized, max_seq_length, keep)
     progress.finish()
     return rows
+
+
+def _count_or_keep(
+    rows: TokenizedRows,
+    tokenized: TokenizedExample,
+    max_seq_length: int,
+    keep: Callable[[TokenizedExample], None] | None,
+) -> None:
+    rows.folded += tokenized.folded_system
+    if len(tokenized.input_ids) > max_seq_length:
+        rows.too_long += 1
+        return
+    rows.kept_count += 1
+    if keep is not None:
+        keep(tokenized)
+    else:
+        rows.kept.append(tokenized)
 
 
 def tokenize_examples(

@@ -57,6 +57,7 @@ NOT_TRAINING = frozenset(
         "rdzv_endpoint",
         "chunked_loss",
         "activation_offloading",
+        "tokenize_processes",
         # evaluation, promotion and the data gates
         "eval_every_n_iterations",
         "num_sample_generations",

@@ -73,6 +73,7 @@ def train(job: TrainJob, metrics_sink: MetricsSink | None = None, show_progress:
         settings.max_seq_length,
         settings.train_on_prompt,
         state_dir() / PREPARED_DIR,
+        settings.tokenize_processes,
     )
     tokenized, too_long = prepared.rows, prepared.too_long
     if not len(tokenized):

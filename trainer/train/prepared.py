@@ -89,8 +89,10 @@ def prepare(
     max_seq_length: int,
     train_on_prompt: bool,
     root: Path,
+    processes: int = 0,
 ) -> Prepared:
-    """The tokenized rows for these settings: reused when prepared before, else tokenized and stored."""
+    """The tokenized rows for these settings: reused when prepared before, else tokenized and stored
+    (in `processes` processes; 0: trainer.model.token_pool.processes_for decides)."""
     from filelock import FileLock
 
     started = time.perf_counter()
@@ -100,7 +102,7 @@ def prepare(
     with FileLock(str(root / f"{key}.lock"), timeout=4 * 3600):
         reused = _intact(folder)
         if not reused:
-            _write(folder, examples, tokenizer, max_seq_length, train_on_prompt)
+            _write(folder, examples, tokenizer, max_seq_length, train_on_prompt, processes)
         prepared = _load(folder, reused, started, key)
     os.utime(folder)  # most recently used: kept by _prune
     prune_keyed(root)
@@ -117,10 +119,13 @@ def prepare(
     return prepared
 
 
-def _write(folder: Path, examples: Sequence[Example], tokenizer, max_seq_length: int, train_on_prompt: bool) -> None:
+def _write(
+    folder: Path, examples: Sequence[Example], tokenizer, max_seq_length: int, train_on_prompt: bool, processes: int
+) -> None:
     """Tokenize into a staging folder beside the final one, block by block, and rename it into place once whole."""
     import pyarrow as pa
 
+    from trainer.model.token_pool import processes_for
     from trainer.model.tokens import tokenize_rows
 
     staging = folder.with_name(f".{folder.name}.staging-{os.getpid()}")
@@ -145,7 +150,8 @@ def _write(folder: Path, examples: Sequence[Example], tokenizer, max_seq_length:
                 if len(block) >= BLOCK_ROWS:
                     flush()
 
-            rows = tokenize_rows(tokenizer, examples, max_seq_length, train_on_prompt, keep=keep)
+            workers = processes_for(len(examples), processes)
+            rows = tokenize_rows(tokenizer, examples, max_seq_length, train_on_prompt, keep, workers)
             flush()
         meta = {
             "rows": rows.kept_count,

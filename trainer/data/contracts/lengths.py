@@ -14,7 +14,6 @@ from typing import Any
 from trainer.data.contracts.report import OverlongRow
 from trainer.data.formats import Example
 from trainer.data.windows import split_text
-from trainer.errors import TemplateRenderError
 
 
 def count_tokens(tokenizer, examples: list[Example]) -> list[int]:
@@ -36,24 +35,24 @@ class Lengths:
 
 def check_lengths(
     examples: dict[int, Example],
-    tokenizer: Any,
+    pool: Any,
     max_seq_length: int,
     overlong_rows: str,
     text_windows: bool = False,
     overlap: int = 0,
 ) -> Lengths:
-    from trainer.model.tokens import tokenize_example
+    """Tokenize the rows through `pool` (a trainer.model.token_pool.TokenPool over the tokenizer)."""
+    from trainer.model.tokens import count_or_error, tokenize_example
 
+    tokenizer = pool.tokenizer
     result, counts = Lengths(), {}
-    for i, example in examples.items():
-        try:
-            tokenized = tokenize_example(tokenizer, example)
-        except TemplateRenderError as exc:
-            result.problems[i] = ("template_error", str(exc))
+    for i, (_, counted) in zip(examples, pool.imap(count_or_error, examples.values()), strict=True):
+        if isinstance(counted, str):  # the template's message
+            result.problems[i] = ("template_error", counted)
             continue
-        counts[i] = len(tokenized.input_ids)
-        result.folded += bool(getattr(tokenized, "folded_system", False))
-        result.tool_ids += bool(getattr(tokenized, "derived_tool_ids", False))
+        counts[i] = counted.tokens
+        result.folded += counted.folded_system
+        result.tool_ids += counted.derived_tool_ids
     result.max_tokens = max(counts.values(), default=None)
 
     def count(text: str, continues: bool) -> int:

@@ -56,6 +56,7 @@ from trainer.data.rows import Row
 from trainer.data.turns import placeholder_in
 from trainer.errors import DataUnusableError
 from trainer.model.progress import RowProgress
+from trainer.model.token_pool import TokenPool, processes_for
 
 __all__ = ["count_tokens", "fingerprint_path", "options_from", "validate_dataset"]
 
@@ -75,6 +76,7 @@ def options_from(settings: Any) -> dict[str, Any]:
         "text_window_overlap": settings.text_window_overlap,
         "duplicate_rows": settings.duplicate_rows,
         "unresolved_placeholders": settings.unresolved_placeholders,
+        "tokenize_processes": settings.tokenize_processes,
     }
 
 
@@ -103,6 +105,7 @@ class _Check:
     duplicate_rows: str
     contracts_dir: Path
     tokenizer: Any  # None: no token step
+    pool: TokenPool | None = None  # tokenizes in worker processes (trainer/model/token_pool.py)
     lengths_options: tuple = ()  # max_seq_length, overlong_rows, text_windows, overlap
     placeholders: str = "warn"  # unresolved_placeholders
     suites: set[str] = field(default_factory=set)
@@ -138,6 +141,7 @@ def validate_dataset(
     text_window_overlap: int = 0,
     duplicate_rows: str = "drop",
     unresolved_placeholders: str = "warn",
+    tokenize_processes: int = 0,
     contracts_dir: Path = CONTRACTS_DIR,
     examples_path: Path | None = None,
     chunk_rows: int = CHUNK_ROWS,
@@ -148,6 +152,7 @@ def validate_dataset(
     the template can't render are quarantined, and those over the limit are reported
     (`overlong_rows="warn"`: they stay valid and the trainer leaves them out), quarantined as
     `too_many_tokens` (`"quarantine"`), or for plain text with `text_windows`, split into windows.
+    Rows are tokenized in `tokenize_processes` processes (0: trainer.model.token_pool decides).
     Raises DataUnusableError when there is nothing to validate, the folder mixes training formats,
     or a file holds data of another kind (preference pairs).
 
@@ -176,15 +181,17 @@ def validate_dataset(
     writer = ExampleWriter(examples_path) if examples_path is not None else None
     kept: list[Example] = []
     progress = RowProgress("validating", total)
+    processes = processes_for(total, tokenize_processes) if check.tokenizer is not None else 1
     try:
-        for chunk in _chunks(intake, data_path, mapping, chunk_rows):  # 2.-5. one chunk of rows at a time
-            examples = _check_chunk(chunk, formats, check)
-            writer.add(examples) if writer is not None else kept.extend(examples)
-            progress.advance(len(chunk.rows))
-            full = len(chunk.rows) >= chunk_rows
-            del chunk, examples
-            if full:  # more chunks may follow: free the reference cycles Great Expectations left (a full
-                gc.collect()  # collection costs ~0.1 s, too much for each small validation, e.g. in the fuzz tests)
+        with TokenPool(check.tokenizer, processes) as check.pool:  # one for all chunks: workers take seconds to start
+            for chunk in _chunks(intake, data_path, mapping, chunk_rows):  # 2.-5. one chunk of rows at a time
+                examples = _check_chunk(chunk, formats, check)
+                writer.add(examples) if writer is not None else kept.extend(examples)
+                progress.advance(len(chunk.rows))
+                full = len(chunk.rows) >= chunk_rows
+                del chunk, examples
+                if full:  # more chunks may follow: free the reference cycles Great Expectations left (a full
+                    gc.collect()  # collection costs ~0.1 s, too much for each small validation, e.g. the fuzz tests)
         report = check.tally.report(intake, data_path, check.suites, contracts_dir)
         result = writer.close() if writer is not None else kept
     except BaseException:
@@ -276,7 +283,7 @@ def _check_chunk(chunk: Intake, formats: dict[str, str | None], check: _Check) -
     _check_placeholders(run, examples, check)
     windows: dict[int, list[Example]] = {}
     if check.tokenizer is not None and examples:  # 4. token counts, template errors, windows
-        lengths = check_lengths(examples, check.tokenizer, *check.lengths_options)
+        lengths = check_lengths(examples, check.pool, *check.lengths_options)
         for i, problem in lengths.problems.items():
             run.outcome[i] = problem
             del examples[i]
