@@ -25,8 +25,11 @@ OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 DO_NOT_TRACK=true \
 demo: $(VENV)/.installed
 	$(OFFLINE) $(BIN)/llm-trainer run
 
+# Two pytest-xdist workers, a test file each at a time (a module's fixtures stay in one session):
+# the tests use one CPU core each (tests/conftest.py sets OMP_NUM_THREADS=1), so two of them keep
+# a 2-core machine busy and the suite takes about half the time of one session.
 test: lint
-	$(OFFLINE) $(BIN)/python -m pytest
+	$(OFFLINE) $(BIN)/python -m pytest -n 2 --dist loadfile
 
 test-fast: lint
 	$(OFFLINE) $(BIN)/python -m pytest -m "not slow and not e2e" -x -q

@@ -33,6 +33,12 @@ os.environ.update(
     PREFECT_SERVER_ANALYTICS_ENABLED="false",
     MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
     TOKENIZERS_PARALLELISM="false",
+    # One compute thread per process, here and in every process a test starts: the tiny model gains
+    # little from a second thread (measured: 7 % on test_resume.py), and OpenMP threads that spin-wait for a
+    # core another process holds made training 2-8x slower beside a busy neighbour (or a second
+    # pytest-xdist worker: the tiny model's build went from 10 s to 68 s).
+    OMP_NUM_THREADS="1",
+    MKL_NUM_THREADS="1",
     PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120",
 )
 Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)

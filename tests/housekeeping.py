@@ -9,6 +9,10 @@
   the session passed, and kept, with its path printed, when it failed.
 - **The budget in sight.** The summary ends with the time of each tier (unit, integration, e2e) and
   of the session set-up built outside the tests' timeouts.
+
+Under pytest-xdist (`make test` runs two worker sessions, one test file at a time each) every worker
+is a session of its own (its own state folder, Prefect server and tiny model) and does all of the
+above for itself, then hands what it found to the controller, whose summary reports it.
 """
 
 from __future__ import annotations
@@ -107,6 +111,24 @@ def pytest_sessionfinish(session, exitstatus):
             shutil.rmtree(path, ignore_errors=True)
         elif path.exists():
             _kept.append(path)
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # a pytest-xdist worker: what it found goes to the controller's summary
+        workeroutput["housekeeping"] = {
+            "killed": _killed,
+            "kept": [str(p) for p in _kept],
+            "setup": session.config.stash.get(SETUP_TIMES, {}),
+        }
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """pytest-xdist's controller: a worker's session ended; its set-up times, kept folders, left processes."""
+    found = getattr(node, "workeroutput", {}).get("housekeeping", {})
+    _killed.extend(found.get("killed", []))
+    _kept.extend(Path(p) for p in found.get("kept", []))
+    setup = node.config.stash.setdefault(SETUP_TIMES, {})
+    for name, seconds in found.get("setup", {}).items():
+        setup[name] = max(setup.get(name, 0.0), seconds)  # the workers build them at the same time
 
 
 @pytest.hookimpl(trylast=True)  # after the durations table, just above pytest's last line

@@ -26,7 +26,24 @@ from trainer.data.formats import Example
 from trainer.model.token_pool import BLOCK_ROWS, PARALLEL_MIN_ROWS, TokenPool, processes_for
 from trainer.model.tokens import tokenize_rows
 
-WORDS = "the a model answer Paris 42 naïve café 東京 ✓ weather city add numbers why because".split()
+WORDS = [
+    "the",
+    "a",
+    "model",
+    "answer",
+    "Paris",
+    "42",
+    "naïve",
+    "café",
+    "東京",
+    "✓",
+    "weather",
+    "city",
+    "add",
+    "numbers",
+    "why",
+    "because",
+]
 TOOLS = [
     {
         "type": "function",
@@ -47,8 +64,12 @@ def _messages(rng: random.Random) -> tuple[list[dict], list | None]:
     shape = rng.randrange(5)
     messages = [{"role": "system", "content": _text(rng, 8)}] if shape in (1, 4) else []
     if shape == 2:  # two user turns in a row: templates that demand alternation refuse it
-        return [*messages, {"role": "user", "content": _text(rng, 5)}, {"role": "user", "content": "again"},
-                {"role": "assistant", "content": _text(rng, 5)}], None
+        return [
+            *messages,
+            {"role": "user", "content": _text(rng, 5)},
+            {"role": "user", "content": "again"},
+            {"role": "assistant", "content": _text(rng, 5)},
+        ], None
     if shape == 3:  # a tool call and its result
         call = {"type": "function", "function": {"name": "get_weather", "arguments": {"city": rng.choice(WORDS)}}}
         return [
