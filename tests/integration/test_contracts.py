@@ -319,3 +319,48 @@ def test_the_token_check_needs_only_the_tokenizer(tmp_path, tokenizer):
         SettingsError, match="the tokenizer of mistralai/Mistral-7B-Instruct-v0.3 is not in the Hugging Face cache"
     ):
         resolve_tokenizer_dir(Settings(base_model_architecture="mistral-7b"))
+
+
+_TOKENIZE = """
+import json, sys
+from transformers import AutoTokenizer
+
+tokenizer = AutoTokenizer.from_pretrained(sys.argv[1])  # not through trainer code: what follows is all of it
+before = {name for name in sys.modules if name.split(".")[0] == "trainer"}
+from trainer.data.formats import Example
+from trainer.model.tokens import ensure_chat_template, tokenize_example
+
+ensure_chat_template(tokenizer)
+tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}]
+call = {"type": "function", "function": {"name": "f", "arguments": {}}}
+for example in (
+    Example("a", "f", 1, messages=[{"role": "system", "content": "s"}, {"role": "user", "content": "q"},
+                                   {"role": "assistant", "content": "a"}]),
+    Example("b", "f", 2, messages=[{"role": "user", "content": "q"}, {"role": "assistant", "content": "",
+                                   "tool_calls": [call]}, {"role": "tool", "content": "r"},
+                                   {"role": "assistant", "content": "a"}], tools=tools),
+    Example("c", "f", 3, text="plain text"),
+):
+    tokenize_example(tokenizer, example)
+print(json.dumps(sorted(m.__file__ for name, m in sys.modules.items()
+                        if name.split(".")[0] == "trainer" and getattr(m, "__file__", None))))
+"""
+
+
+def test_both_token_caches_key_on_every_module_that_tokenizing_runs(tokenizer_folder):
+    """A change to any code that renders or tokenizes a row must miss validation's cache and the
+    prepared rows: every trainer module tokenizing a row loads (found by running it in a fresh
+    interpreter) is among the files both keys hash."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from trainer.model.rendering_code import rendering_code
+
+    done = subprocess.run(
+        [sys.executable, "-c", _TOKENIZE, str(tokenizer_folder)], capture_output=True, text=True, cwd=PROJECT_ROOT
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    loaded = {Path(f).resolve() for f in json.loads(done.stdout.splitlines()[-1])}
+    assert Path(PROJECT_ROOT, "trainer", "model", "templates.py").resolve() in loaded  # it did render
+    assert loaded <= set(rendering_code()), sorted(map(str, loaded - set(rendering_code())))

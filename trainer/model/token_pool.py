@@ -2,14 +2,15 @@
 
 Tokenizing a row is Python work on one core (the chat template rendered by jinja, each token's label
 from its character offsets), and it is most of validation's and preparation's time on a million rows.
-Worker processes share it out: two workers on two cores tokenize ~1.7x as fast as one process (see
-docs/performance.md). The fast tokenizer's own batch threads would parallelize only the encoding,
-the smaller part, so processes it is.
+Worker processes share it out: with two workers on two cores validation takes 0.56x and preparation
+0.47x the time of one process (docs/performance.md). The fast tokenizer's own batch threads would
+parallelize only the encoding, the smaller part. Not `datasets.map(num_proc=...)` either: it forks
+its workers (see below) and needs the rows as a `datasets` table; this streams our own table.
 
 Workers are spawned, never forked: validation and preparation run inside Prefect tasks, in a process
 with threads (the API client, MLflow's logging) and under torchrun, and a forked copy of such a
 process can deadlock on a lock a thread held at the fork. A spawned worker imports transformers and
-unpickles the parent's tokenizer (the very object training uses, chat template included) in ~2-3 s,
+unpickles the parent's tokenizer (the very object training uses, chat template included) in ~1-3 s,
 so a pool is started only from PARALLEL_MIN_ROWS rows; below that one process is faster.
 
 Rows go out in blocks and come back in order, with at most two blocks per worker in flight, so memory
@@ -34,7 +35,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
 log = logging.getLogger("llm_trainer.tokens")
-PARALLEL_MIN_ROWS = 20_000  # below this the workers' start (~2-3 s) costs more than they save
+PARALLEL_MIN_ROWS = 20_000  # below this the workers' start (~1-3 s) eats most of what they save
 MAX_AUTO_PROCESSES = 8  # past this, feeding the workers from one process is the bottleneck
 BLOCK_ROWS = 256  # rows per message to a worker: large enough that pickling is a small share
 

@@ -33,7 +33,6 @@ log = logging.getLogger("llm_trainer.prepared")
 PREPARED_VERSION = 2  # raise when the stored layout changes
 ROWS_FILE = "rows.arrow"
 BLOCK_ROWS = 2048  # tokenized rows per Arrow record batch
-_CODE = ("model/tokens.py", "model/templates.py", "model/turn_parts.py", "train/prepared.py")
 
 
 @dataclass(frozen=True)
@@ -69,11 +68,11 @@ def preparation_key(
     examples: Sequence[Example], tokenizer_dir: Path, max_seq_length: int, train_on_prompt: bool
 ) -> str:
     from trainer.model.assets import tokenizer_digest
+    from trainer.model.rendering_code import rendering_code
 
     digest = hashlib.sha256()
-    root = Path(__file__).resolve().parents[1]
-    for name in _CODE:
-        digest.update((root / name).read_bytes())
+    for path in (*rendering_code(), Path(__file__)):  # how rows become tokens, and how they are stored
+        digest.update(path.read_bytes())
     head = [PREPARED_VERSION, tokenizer_digest(tokenizer_dir), max_seq_length, train_on_prompt, len(examples)]
     digest.update(json.dumps(head).encode())
     for body in bodies_of(examples):  # the stored JSON of each row, not decoded

@@ -11,6 +11,7 @@ from typing import Any
 
 from trainer.config.state import PROJECT_ROOT
 from trainer.errors import ContractError
+from trainer.model.rendering_code import rendering_code
 
 CONTRACTS_DIR = PROJECT_ROOT / "data_contracts"
 
@@ -106,10 +107,7 @@ def validator_digest(contracts_dir: Path = CONTRACTS_DIR) -> str:
     reuses an old result."""
     digest = hashlib.sha256()
     data_package = Path(__file__).resolve().parent.parent  # trainer/data: reading, formats, contracts
-    model = data_package.parent / "model"  # token counting and the chat templates' rendering
-    code = sorted(data_package.rglob("*.py")) + [
-        p for p in (model / "tokens.py", model / "templates.py") if p.is_file()
-    ]
+    code = sorted(set(data_package.rglob("*.py")) | set(rendering_code()))  # + how rows are rendered and tokenized
     for path in sorted(Path(contracts_dir).glob("*.json")) + code:
         digest.update(path.relative_to(path.parents[1]).as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
