@@ -83,6 +83,10 @@ class TransientError(RuntimeError):
     the Prefect task retries it, and the retry resumes from the latest checkpoint."""
 
 
+class TokenizerWorkerError(TransientError):
+    """A process tokenizing rows died (killed, or out of memory): retried; nothing was cached."""
+
+
 class DistributedTrainingError(TransientError):
     """A training worker process crashed (retryable: the retry resumes from the latest checkpoint)."""
 

@@ -17,12 +17,13 @@ from typer.core import TyperGroup
 
 class OneLineErrors(TyperGroup):
     """Every command ends with one `error:` line and exit 1 on an error it did not handle itself, never
-    a traceback: a PipelineError says what to fix, an OSError names its file, anything else is a bug
-    whose traceback goes to a file under the state folder, named on the line. One place, so the
-    property holds for every command (tests/integration/test_fuzz_inputs.py)."""
+    a traceback: a PipelineError says what to fix, a TransientError what failed (a worker process that
+    died), an OSError names its file, anything else is a bug whose traceback goes to a file under the
+    state folder, named on the line. One place, so the property holds for every command
+    (tests/integration/test_fuzz_inputs.py)."""
 
     def invoke(self, ctx: typer.Context):
-        from trainer.errors import PipelineError
+        from trainer.errors import PipelineError, TransientError
 
         try:
             return super().invoke(ctx)
@@ -31,7 +32,7 @@ class OneLineErrors(TyperGroup):
             fail(f"{exc.format_message()} (see `llm-trainer {name} --help`)", 2)
         except (typer.Exit, typer.Abort, typer.TyperException):
             raise  # fail()'s exit, --help: typer's own way out
-        except PipelineError as exc:
+        except (PipelineError, TransientError) as exc:  # transient: it may pass, but it is not a bug either
             fail(str(exc), 1)
         except OSError as exc:
             where = f"{exc.filename}: " if exc.filename else ""

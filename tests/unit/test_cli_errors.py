@@ -42,6 +42,17 @@ def test_an_os_error_names_its_file(broken_models):
     assert (result.returncode, result.stderr.strip()) == (1, "error: /some/file: Permission denied")
 
 
+def test_a_worker_process_that_died_is_one_line_and_not_called_a_bug(broken_models):
+    from trainer.errors import TokenizerWorkerError
+
+    broken_models(TokenizerWorkerError("a tokenizing worker process died (killed, or out of memory); run again"))
+    result = invoke("models")
+    assert (result.returncode, result.stderr.strip()) == (
+        1,
+        "error: a tokenizing worker process died (killed, or out of memory); run again",
+    )
+
+
 def test_help_is_typers_own_and_a_usage_error_is_one_line():
     assert invoke("models", "--help").returncode == 0
     for args, needle in [

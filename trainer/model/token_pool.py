@@ -120,9 +120,11 @@ class TokenPool:
         try:
             results = future.result()
         except BrokenProcessPool as exc:
-            raise RuntimeError(
-                "a tokenizing worker process died (killed, or out of memory); set tokenize_processes: 1 to "
-                "tokenize in the main process"
+            from trainer.errors import TokenizerWorkerError
+
+            raise TokenizerWorkerError(
+                "a tokenizing worker process died (killed, or out of memory); run again, or set tokenize_processes: 1 "
+                "to tokenize in the main process"
             ) from exc
         yield from zip(block, results, strict=True)
 
