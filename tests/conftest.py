@@ -33,10 +33,11 @@ os.environ.update(
     PREFECT_SERVER_ANALYTICS_ENABLED="false",
     MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
     TOKENIZERS_PARALLELISM="false",
-    # One compute thread per process, here and in every process a test starts: the tiny model gains
-    # little from a second thread (measured: 7 % on test_resume.py), and OpenMP threads that spin-wait for a
-    # core another process holds made training 2-8x slower beside a busy neighbour (or a second
-    # pytest-xdist worker: the tiny model's build went from 10 s to 68 s).
+    # One compute thread per process, here and in every process a test starts. OpenMP threads that
+    # spin-wait for a core another process holds made training 2-8x slower beside a busy neighbour or
+    # a second pytest-xdist worker (the tiny model's build: 10 s -> 68 s; the suite on two workers
+    # took 20:00). Measured on 2 idle cores: one session 14:39 with two threads, 18:02 with one; two
+    # xdist workers with one thread each (`make test`) 13:03.
     OMP_NUM_THREADS="1",
     MKL_NUM_THREADS="1",
     PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120",

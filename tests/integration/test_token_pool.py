@@ -178,18 +178,22 @@ def test_a_worker_that_dies_is_one_clear_error(root):
 
 _PARENT = textwrap.dedent(
     """
-    import sys, time
-    from tests.templates import load_template_tokenizer
-    from tests.integration.test_token_pool import mixed_rows
-    from trainer.model.token_pool import BLOCK_ROWS, TokenPool
-    from trainer.model.tokens import count_or_error
+    import sys
 
-    tokenizer = load_template_tokenizer("gemma-2-2b-it", sys.argv[1])
-    with TokenPool(tokenizer, 2) as pool:
-        list(pool.imap(count_or_error, mixed_rows(1, 2 * BLOCK_ROWS)))  # two blocks at once: both workers start
-        print(*pool._executor._processes, flush=True)
-        while True:  # tokenizing, until a signal
-            list(pool.imap(count_or_error, mixed_rows(2, 600)))
+    if __name__ != "__main__":  # a spawned worker importing this script, as it would `llm-trainer`'s
+        print("re-imported by a worker", file=sys.stderr, flush=True)
+    else:
+        from tests.templates import load_template_tokenizer
+        from tests.integration.test_token_pool import mixed_rows
+        from trainer.model.token_pool import BLOCK_ROWS, TokenPool
+        from trainer.model.tokens import count_or_error
+
+        tokenizer = load_template_tokenizer("gemma-2-2b-it", sys.argv[1])
+        with TokenPool(tokenizer, 2) as pool:
+            list(pool.imap(count_or_error, mixed_rows(1, 2 * BLOCK_ROWS)))
+            print(*pool._executor._processes, flush=True)
+            while True:  # tokenizing, until a signal
+                list(pool.imap(count_or_error, mixed_rows(2, 600)))
     """
 )
 
@@ -204,8 +208,11 @@ def _alive(pid: int) -> bool:
 
 def _start_parent(root: Path) -> tuple[subprocess.Popen, list[int]]:
     template_folder("gemma-2-2b-it", root)  # built here, read by the child
+    script = root / "parent.py"  # a script, so its __main__ has a file a worker could import
+    script.write_text(_PARENT, encoding="utf-8")
     parent = subprocess.Popen(
-        [sys.executable, "-c", _PARENT, str(root)],
+        [sys.executable, str(script), str(root)],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
         cwd=Path(__file__).resolve().parents[2],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -237,6 +244,7 @@ def test_ctrl_c_stops_the_workers_with_one_traceback(root):
     _, stderr = parent.communicate(timeout=30)
     assert parent.returncode != 0 and _gone_within(workers, 10)
     assert stderr.count("KeyboardInterrupt") == 1, stderr  # the parent's; no worker prints its own
+    assert "re-imported by a worker" not in stderr  # the workers started without the parent's main script
 
 
 def test_a_sigkilled_parent_leaves_no_worker_behind(root):

@@ -26,12 +26,14 @@ import multiprocessing
 import os
 import pickle
 import signal
+import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 log = logging.getLogger("llm_trainer.tokens")
@@ -88,6 +90,9 @@ class TokenPool:
             initializer=_start_worker,
             initargs=(payload, os.getpid()),
         )
+        with _main_not_imported_by_workers():  # every worker starts now (one per submit), while it holds
+            for _ in range(self.processes):
+                self._executor.submit(_started)
         log.info("Tokenizing in %d worker processes", self.processes)
         return self
 
@@ -127,6 +132,25 @@ class TokenPool:
                 "to tokenize in the main process"
             ) from exc
         yield from zip(block, results, strict=True)
+
+
+@contextmanager
+def _main_not_imported_by_workers() -> Iterator[None]:
+    """A spawned worker imports the parent's `__main__` first; for `llm-trainer` that is the whole
+    CLI (~1 s, and a Ctrl-C then prints a traceback from each worker, before it ignores SIGINT).
+    The workers need none of it: while they start, `__main__` does not say where it came from."""
+    main = sys.modules["__main__"]
+    saved = {name: main.__dict__[name] for name in ("__file__", "__spec__") if name in main.__dict__}
+    main.__dict__.pop("__file__", None)
+    main.__spec__ = None
+    try:
+        yield
+    finally:
+        main.__dict__.update(saved)
+
+
+def _started() -> None:
+    """Submitted once per worker on entering the pool: makes ProcessPoolExecutor start them all then."""
 
 
 def _start_worker(payload: bytes, parent_pid: int) -> None:
