@@ -33,6 +33,17 @@ TEMPLATES = {
 CATALOG_TEMPLATES = [name for name, key in TEMPLATES.items() if key is not None]
 # Templates with no system role (they raise, or drop it): the system prompt is folded into the first user turn.
 FOLDS_SYSTEM = {"gemma-2-2b-it", "mistral-7b-instruct-v0.3"}
+# One tool definition, in the JSON-schema shape chat templates render.
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "The weather in a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+        },
+    }
+]
 # Templates that strip the whitespace around an answer.
 STRIPS = {
     "llama-3.1-8b-instruct",

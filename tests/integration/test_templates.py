@@ -16,6 +16,7 @@ from tests.templates import (
     CATALOG_TEMPLATES,
     FOLDS_SYSTEM,
     TEMPLATES,
+    TOOLS,
     check_trained,
     fixture,
     load_template_tokenizer,
@@ -25,16 +26,6 @@ from trainer.errors import TemplateRenderError
 from trainer.model.tokens import IGNORE_INDEX, tokenize_example, tokenize_rows, trained_segments
 
 SYSTEM = "You are a helpful assistant."
-TOOLS = [
-    {
-        "type": "function",
-        "function": {
-            "name": "get_weather",
-            "description": "The weather in a city",
-            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-        },
-    }
-]
 
 
 @pytest.fixture(scope="module")

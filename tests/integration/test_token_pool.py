@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.templates import FOLDS_SYSTEM, load_template_tokenizer, template_folder
+from tests.templates import FOLDS_SYSTEM, TOOLS, load_template_tokenizer, template_folder
 from trainer.data.contracts.validate import validate_dataset
 from trainer.data.formats import Example
 from trainer.errors import TokenizerWorkerError, TransientError
@@ -44,16 +44,6 @@ WORDS = [
     "numbers",
     "why",
     "because",
-]
-TOOLS = [
-    {
-        "type": "function",
-        "function": {
-            "name": "get_weather",
-            "description": "The weather in a city",
-            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-        },
-    }
 ]
 
 
